@@ -1,0 +1,187 @@
+"""The ``bench`` command line. Sub-commands import what they need only when they run, so
+``bench --help`` and ``bench plugins`` never import torch."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .data import DataError
+    from .plugin_manager import PluginError
+    from .registry import RegistryError
+    from .results import RecordError
+    from .runner import RunError
+
+    return (ConfigError, DataError, PluginError, RegistryError, RecordError, RunError, FileNotFoundError)
+
+
+def _common() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="load an unpackaged plugin (dotted module path or .py file); repeatable")
+    parent.add_argument("--results-dir", type=Path, default=Path("results"), help="where records live (default: results)")
+    parent.add_argument("--data-dir", default=None, help="dataset directory (default: $CRS_BENCH_DATA)")
+    parent.add_argument("--cache-dir", type=Path, default=Path(".cache"), help="processed-data and embedding cache")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Train and evaluate conversational recommenders; rebuild the leaderboard.")
+    parser.add_argument("--version", action="version", version=f"crs-bench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="train, select on valid, test once, write a record")
+    run.add_argument("recipe", nargs="?", type=Path, help="YAML recipe (benchmarks/*.yaml)")
+    run.add_argument("--model")
+    run.add_argument("--loss")
+    run.add_argument("--augmenter")
+    run.add_argument("--dataset")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", help="auto, cpu or cuda[:i] (default: auto)")
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--limit", type=int, help="use at most N samples per split (smoke runs)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any setting, e.g. --set train.lr=3e-4 --set model.params.dim=128")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    run.add_argument("--dry-run", action="store_true", help="print the resolved configs and exit")
+
+    board = commands.add_parser("leaderboard", parents=[common], help="rebuild results/LEADERBOARD.{md,csv,json}")
+    board.add_argument("--check", action="store_true", help="exit 1 if the committed leaderboard is stale")
+    board.add_argument("--print", dest="print_table", action="store_true", help="print the Markdown leaderboard")
+
+    listing = commands.add_parser("plugins", parents=[common], help="list registered components and their origins")
+    listing.add_argument("--json", action="store_true")
+
+    data = commands.add_parser("data", help="dataset information and downloads")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    info = data_commands.add_parser("info", parents=[common], help="split sizes, sample counts, tiers, KG size, plot")
+    info.add_argument("dataset")
+    info.add_argument("--plot", type=Path, help="write the popularity plot (PNG) here")
+    download = data_commands.add_parser("download", parents=[common], help="fetch an official release, verify SHA-256")
+    download.add_argument("dataset", choices=["redial", "inspired"])
+    download.add_argument("--to", type=Path, required=True, dest="destination")
+    download.add_argument("--base-url", help="mirror to fetch from instead of the official source")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("bench: interrupted; the last epoch checkpoint is kept: rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+    except _user_errors() as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _plugins(args: argparse.Namespace):
+    from .plugin_manager import load_plugins
+
+    return load_plugins(extra=args.plugin)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import config as config_module
+    from .runner import data_dir_from, execute
+
+    plugins = _plugins(args)
+    recipe = config_module.load_recipe(args.recipe) if args.recipe else None
+    flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "dataset": args.dataset,
+             "seed": args.seed, "device": args.device, "train.epochs": args.epochs, "limit": args.limit}
+    configs = config_module.resolve(recipe, flags, args.overrides)
+    if args.dry_run:
+        print(json.dumps(configs, indent=1))
+        return 0
+    data_dir = data_dir_from(args.data_dir)
+    for config in configs:
+        record = execute(config, plugins, results_dir=args.results_dir, data_dir=data_dir,
+                         cache_dir=args.cache_dir, resume=args.resume, quiet=args.quiet)
+        _print_summary(record)
+    return 0
+
+
+def _print_summary(record: dict[str, Any]) -> None:
+    keys = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10", "tail_recall@10", "coverage@10")
+    print(record["run_id"])
+    for setting, values in record["metrics"].items():
+        shown = "  ".join(f"{k}={values[k]:.4f}" for k in keys if isinstance(values.get(k), float))
+        print(f"  {setting:<8} n={values.get('n_samples')}  {shown}")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import OUTPUT_STEM, outputs, stale_files
+    from .results import write_atomic
+
+    if args.check:
+        stale = stale_files(args.results_dir)
+        if stale:
+            print("bench: leaderboard is stale (run `bench leaderboard`): " + ", ".join(map(str, stale)),
+                  file=sys.stderr)
+            return 1
+        print("leaderboard is up to date")
+        return 0
+    files = outputs(args.results_dir)
+    for path, text in files.items():
+        write_atomic(path, text.encode())
+    markdown = files[args.results_dir / f"{OUTPUT_STEM}.md"]
+    print(markdown if args.print_table else f"wrote {', '.join(str(p) for p in files)}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = _plugins(args)
+    components = [component.as_dict() for component in plugins.registries.all()]
+    if args.json:
+        print(json.dumps(components, indent=1))
+        return 0
+    for kind in ("datasets", "models", "losses", "augmenters", "metrics"):
+        print(f"{kind}:")
+        for component in (c for c in components if c["kind"] == kind):
+            origin = component["origin"] or {}
+            source = f"{origin.get('plugin')} [{origin.get('source')}"
+            source += f" {origin.get('distribution')} {origin.get('version')}]" if origin.get("distribution") else "]"
+            requires = f" (requires {', '.join(component['requires'])})" if component["requires"] else ""
+            print(f"  {component['name']:<20} {component['description']}{requires}  <- {source}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "download":
+        from .download import download
+
+        for path in download(args.dataset, args.destination, base_url=args.base_url):
+            print(path)
+        return 0
+    from .data_info import describe, plot_popularity, render
+    from .popularity import compute_statistics
+    from .runner import data_dir_from, prepare_dataset
+
+    plugins = _plugins(args)
+    component = plugins.registries.datasets.get(args.dataset)
+    dataset = prepare_dataset(component, {"dataset": {"name": args.dataset, "params": {}}},
+                              data_dir_from(args.data_dir), args.cache_dir)
+    train = dataset.splits["train"]
+    stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples)
+    print(render(describe(dataset, stats)))
+    if args.plot:
+        plot_popularity(stats, args.plot)
+        print(f"popularity plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

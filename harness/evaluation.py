@@ -1,0 +1,114 @@
+"""Score a split once, build the top-50 lists of both settings, and compute the metric families.
+
+Scores are computed per distinct context in batches under `torch.no_grad`, on the model's device; the
+`novel` lists come from the same scores with the context items masked, so both settings always see the
+same model output (PROTOCOL.md §2).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data import SETTINGS, Dataset, RecSample, Split
+from .popularity import ItemStatistics
+from .ranking import LIST_LENGTH, MetricContext, RankedLists, context_representatives, mask_context_items, top_items
+
+
+def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str] = SETTINGS,
+               progress: Any = None) -> dict[str, RankedLists]:
+    import torch
+
+    samples = split.rec_samples
+    contexts, sample_context = context_representatives(samples)
+    tops: dict[str, list[np.ndarray]] = {setting: [] for setting in settings}
+    module = model if isinstance(model, torch.nn.Module) else None
+    if module is not None:
+        module.eval()
+    with torch.no_grad():
+        for start in range(0, len(contexts), batch_size):
+            chunk = contexts[start:start + batch_size]
+            scores = model.scores(model.make_batch(split, chunk)).float()
+            if "standard" in tops:
+                tops["standard"].append(top_items(scores, LIST_LENGTH).cpu().numpy())
+            if "novel" in tops:
+                tops["novel"].append(top_items(mask_context_items(scores, chunk), LIST_LENGTH).cpu().numpy())
+            if progress is not None:
+                progress.update(len(chunk))
+    result: dict[str, RankedLists] = {}
+    for setting in settings:
+        top = np.concatenate(tops[setting]) if tops[setting] else np.zeros((0, LIST_LENGTH), dtype=np.int64)
+        keep = np.ones(len(samples), dtype=bool) if setting == "standard" else \
+            np.fromiter((s.is_novel for s in samples), dtype=bool, count=len(samples))
+        rows = sample_context[keep]
+        used, remapped = np.unique(rows, return_inverse=True)
+        result[setting] = RankedLists(
+            setting=setting,
+            top=top[used],
+            sample_context=remapped.astype(np.int64),
+            labels=np.fromiter((s.label for s in samples), dtype=np.int64, count=len(samples))[keep],
+            sample_ids=[s.uid for s, k in zip(samples, keep) if k],
+        )
+    return result
+
+
+def metric_context(dataset: Dataset, stats: ItemStatistics, params: dict[str, Any]) -> MetricContext:
+    neighbours = None
+    if dataset.kg is not None:
+        entity_neighbours = dataset.kg.neighbours()
+        neighbours = [entity_neighbours[entity] for entity in dataset.kg.item_entities]
+    return MetricContext(
+        num_items=dataset.num_items,
+        popularity=np.asarray(stats.popularity, dtype=np.int64),
+        tiers=np.asarray(stats.tiers),
+        item_neighbours=neighbours,
+        params=dict(params),
+    )
+
+
+def compute_metrics(lists: dict[str, RankedLists], metrics: dict[str, Any], ctx: MetricContext) -> dict[str, dict]:
+    """{setting: {key: value}} from every ranking metric family."""
+    values: dict[str, dict[str, Any]] = {}
+    for setting, ranked in lists.items():
+        values[setting] = {}
+        for name, metric in metrics.items():
+            if getattr(metric, "task", "rec") == "rec":
+                values[setting].update(metric.compute(ranked, ctx))
+    return values
+
+
+def sample_rows(lists: dict[str, RankedLists], item_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Per test sample and setting: id, context row, label and top-50 list as native item ids."""
+    ids = np.asarray(item_ids)
+    rows = []
+    for setting, ranked in lists.items():
+        native_top = ids[ranked.top].tolist()
+        native_labels = ids[ranked.labels].tolist()
+        for position, uid in enumerate(ranked.sample_ids):
+            row = int(ranked.sample_context[position])
+            rows.append({"id": uid, "setting": setting, "context": row, "label": native_labels[position],
+                         "top": native_top[row]})
+    return rows
+
+
+def lists_from_rows(rows: Sequence[dict[str, Any]], item_ids: Sequence[int]) -> dict[str, RankedLists]:
+    """Inverse of `sample_rows`: rebuild the lists of each setting from a stored samples file."""
+    index = {item_id: position for position, item_id in enumerate(item_ids)}
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if "top" in row:
+            by_setting.setdefault(row["setting"], []).append(row)
+    result = {}
+    for setting, selected in by_setting.items():
+        result[setting] = RankedLists.from_sample_lists(
+            setting,
+            [row["id"] for row in selected],
+            [row["context"] for row in selected],
+            [index[row["label"]] for row in selected],
+            [[index[item] for item in row["top"]] for row in selected],
+        )
+    return result
+
+
+def subsample(samples: Sequence[RecSample], limit: int | None) -> list[RecSample]:
+    return list(samples if limit is None else samples[:limit])

@@ -1,0 +1,181 @@
+"""Rebuild the leaderboard purely from stored records.
+
+One table per (dataset, fingerprint, metric definitions) and setting: records that differ in any of
+those are never mixed. Rows are (model, loss, augmenter) configurations, aggregated over seeds as
+mean ± sample standard deviation with the seed count; the best value of each column is marked.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .results import iter_records
+
+OUTPUT_STEM = "LEADERBOARD"
+# Columns shown in the Markdown tables, in order, when present; CSV and JSON keep every metric.
+MARKDOWN_COLUMNS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10", "tail_recall@10", "coverage@10",
+                    "ild@10", "arp@10", "pwp@10", "bleu2_legacy", "dist2_legacy")
+LOWER_IS_BETTER_PREFIXES = ("arp@",)
+COUNT_PREFIXES = ("n_",)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
+
+
+@dataclass
+class Row:
+    label: dict[str, str]
+    config_hash: str
+    seeds: list[int] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def mean(self, metric: str) -> float | None:
+        values = self.values.get(metric)
+        return statistics.fmean(values) if values else None
+
+    def std(self, metric: str) -> float | None:
+        values = self.values.get(metric)
+        return statistics.stdev(values) if values and len(values) > 1 else None
+
+
+@dataclass
+class Table:
+    dataset: str
+    fingerprint: str
+    metric_versions: dict[str, str]
+    setting: str
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        keys = {k for row in self.rows for k in row.values}
+        return sorted(keys, key=lambda k: (k.split("@")[0], int(k.split("@")[1]) if "@" in k and k.split("@")[1].isdigit() else 0, k))
+
+    def best(self, metric: str) -> float | None:
+        means = [m for m in (row.mean(metric) for row in self.rows) if m is not None]
+        if not means:
+            return None
+        return min(means) if lower_is_better(metric) else max(means)
+
+
+def build_tables(records: Iterable[dict[str, Any]]) -> list[Table]:
+    tables: dict[tuple, Table] = {}
+    for record in records:
+        dataset = record["dataset"]
+        versions = record["metric_versions"]
+        for setting, values in record["metrics"].items():
+            key = (dataset["name"], dataset["fingerprint"], json.dumps(versions, sort_keys=True),
+                   json.dumps(record.get("metric_params", {}), sort_keys=True), setting)
+            table = tables.setdefault(key, Table(dataset["name"], dataset["fingerprint"], versions, setting))
+            label = {kind: record["config"][kind]["name"] for kind in ("model", "loss", "augmenter")}
+            row = next((r for r in table.rows if r.config_hash == record["config_hash"]), None)
+            if row is None:
+                row = Row(label, record["config_hash"])
+                table.rows.append(row)
+            if record["config"]["seed"] in row.seeds:
+                continue
+            row.seeds.append(record["config"]["seed"])
+            for metric, value in values.items():
+                if metric.startswith(COUNT_PREFIXES):
+                    row.counts[metric] = value
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row.values.setdefault(metric, []).append(float(value))
+    result = sorted(tables.values(), key=lambda t: (t.dataset, t.fingerprint, t.setting != "standard", t.setting))
+    for table in result:
+        _disambiguate(table.rows)
+        table.rows.sort(key=lambda r: (-(r.mean("recall@10") or 0.0), _row_name(r)))
+    return result
+
+
+def _row_name(row: Row) -> str:
+    return " + ".join(row.label[k] for k in ("model", "loss", "augmenter"))
+
+
+def _disambiguate(rows: list[Row]) -> None:
+    """Rows with the same components but different params get their config hash in the name."""
+    names: dict[str, int] = {}
+    for row in rows:
+        names[_row_name(row)] = names.get(_row_name(row), 0) + 1
+    for row in rows:
+        if names[_row_name(row)] > 1:
+            row.label = {**row.label, "augmenter": f"{row.label['augmenter']} [{row.config_hash[:8]}]"}
+
+
+def _cell(row: Row, metric: str, best: float | None) -> str:
+    mean = row.mean(metric)
+    if mean is None:
+        return "n/a"
+    std = row.std(metric)
+    text = f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+    return f"**{text}**" if best is not None and round(mean, 4) == round(best, 4) else text
+
+
+def render_markdown(tables: list[Table]) -> str:
+    lines = ["# Leaderboard", "",
+             "Generated by `bench leaderboard` from `results/runs/*/record.json`; do not edit by hand.",
+             "Mean ± sample std over seeds (n = number of seeds); **bold** = best in column "
+             "(lowest for ARP, highest otherwise). Tables never mix dataset fingerprints or metric definitions.",
+             ""]
+    for table in tables:
+        columns = [m for m in MARKDOWN_COLUMNS if m in table.metrics]
+        versions = ", ".join(f"{k} v{v}" for k, v in sorted(table.metric_versions.items()))
+        samples = next((r.counts.get("n_samples") for r in table.rows if r.counts.get("n_samples") is not None), "?")
+        lines += [f"## {table.dataset} · {table.setting}", "",
+                  f"Dataset fingerprint `{table.fingerprint[:12]}` · {samples} test samples · metrics: {versions}", "",
+                  "| model | loss | augmenter | n | " + " | ".join(columns) + " |",
+                  "|---|---|---|---|" + "---|" * len(columns)]
+        for row in table.rows:
+            cells = [_cell(row, metric, table.best(metric)) for metric in columns]
+            lines.append(f"| {row.label['model']} | {row.label['loss']} | {row.label['augmenter']} | "
+                         f"{len(row.seeds)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if not tables:
+        lines.append("No records yet: run `bench run` first.\n")
+    return "\n".join(lines)
+
+
+def render_csv(tables: list[Table]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["dataset", "fingerprint", "setting", "model", "loss", "augmenter", "config_hash", "n_seeds",
+                     "metric", "mean", "std"])
+    for table in tables:
+        for row in table.rows:
+            for metric in table.metrics:
+                mean, std = row.mean(metric), row.std(metric)
+                writer.writerow([table.dataset, table.fingerprint, table.setting, row.label["model"],
+                                 row.label["loss"], row.label["augmenter"], row.config_hash, len(row.seeds), metric,
+                                 "" if mean is None else f"{mean:.6f}", "" if std is None else f"{std:.6f}"])
+    return buffer.getvalue()
+
+
+def render_json(tables: list[Table]) -> str:
+    data = [{
+        "dataset": t.dataset, "fingerprint": t.fingerprint, "setting": t.setting, "metric_versions": t.metric_versions,
+        "rows": [{**r.label, "config_hash": r.config_hash, "seeds": sorted(r.seeds), "counts": r.counts,
+                  "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None}}
+                 for r in t.rows],
+    } for t in tables]
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def outputs(results_dir: Path) -> dict[Path, str]:
+    tables = build_tables(record for _, record in iter_records(results_dir))
+    return {
+        results_dir / f"{OUTPUT_STEM}.md": render_markdown(tables),
+        results_dir / f"{OUTPUT_STEM}.csv": render_csv(tables),
+        results_dir / f"{OUTPUT_STEM}.json": render_json(tables),
+    }
+
+
+def stale_files(results_dir: Path) -> list[Path]:
+    """Files whose committed content differs from what the records give (for ``--check``)."""
+    return [path for path, text in outputs(results_dir).items()
+            if not path.is_file() or path.read_text() != text]

@@ -1,0 +1,179 @@
+"""Typed registries that plugins fill during the registration hooks.
+
+Each entry carries its origin (plugin name, distribution, version) so that collisions can name both
+sides and every result record can say which code produced each component.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+KINDS = ("datasets", "models", "losses", "augmenters", "metrics")
+
+
+class RegistryError(LookupError):
+    """Unknown name or name collision; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a component comes from: the plugin object's name and, if packaged, its distribution."""
+
+    plugin: str
+    source: str  # "builtin", "entrypoint" or "path"
+    distribution: str | None = None
+    version: str | None = None
+
+    def describe(self) -> str:
+        dist = f" ({self.distribution} {self.version})" if self.distribution else ""
+        return f"{self.source}:{self.plugin}{dist}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"plugin": self.plugin, "source": self.source, "distribution": self.distribution, "version": self.version}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component.
+
+    `factory(ctx, **params)` (models, losses, augmenters), `factory(**params)` (metrics) or
+    `factory(data_dir, **params)` (datasets) builds the object. The factory may be given as a
+    ``"package.module:attribute"`` string, imported only when the component is built, so that a module
+    full of torch code can be registered without importing torch (``bench plugins`` stays fast). `requires` declares what
+    the harness must provide or check, e.g. ``{"item_counts"}`` for a loss or ``{"cosine_head"}``.
+    `provides` declares capabilities of models (e.g. ``{"cosine_head"}``).
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any] | str
+    description: str
+    requires: frozenset[str] = frozenset()
+    provides: frozenset[str] = frozenset()
+    version: str = "1"
+    origin: Origin | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self) -> Callable[..., Any]:
+        """The factory callable, importing it first when it was registered lazily."""
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attribute = self.factory.partition(":")
+        import importlib
+
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            origin = self.origin.describe() if self.origin else "unknown origin"
+            raise RegistryError(f"{self.kind[:-1]} '{self.name}' ({origin}): cannot import factory "
+                                f"'{self.factory}': {error}") from error
+
+    def build(self, *args: Any, **params: Any) -> Any:
+        return self.resolve()(*args, **params)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "description": self.description,
+            "requires": sorted(self.requires),
+            "provides": sorted(self.provides),
+            "version": self.version,
+            "origin": self.origin.as_dict() if self.origin else None,
+        }
+
+
+class Registry:
+    """Components of one kind, keyed by name. Plugins call `add`; the harness calls `get`."""
+
+    def __init__(self, kind: str):
+        if kind not in KINDS:
+            raise ValueError(f"unknown registry kind {kind!r}")
+        self.kind = kind
+        self._entries: dict[str, Component] = {}
+        self._current_origin: Origin | None = None
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any] | str,
+        description: str,
+        *,
+        requires: set[str] | frozenset[str] | tuple[str, ...] = (),
+        provides: set[str] | frozenset[str] | tuple[str, ...] = (),
+        version: str = "1",
+        **extra: Any,
+    ) -> Component:
+        """Register `name`; a second registration of the same name is an error naming both origins."""
+        if not name or name != name.strip():
+            raise RegistryError(f"{self.kind[:-1]} name {name!r} is empty or padded")
+        if not description:
+            raise RegistryError(f"{self.kind[:-1]} '{name}' needs a one-line description")
+        component = Component(
+            kind=self.kind,
+            name=name,
+            factory=factory,
+            description=description.strip().splitlines()[0],
+            requires=frozenset(requires),
+            provides=frozenset(provides),
+            version=str(version),
+            origin=self._current_origin,
+            extra=dict(extra),
+        )
+        if name in self._entries:
+            first = self._entries[name].origin
+            raise RegistryError(
+                f"{self.kind[:-1]} '{name}' is registered twice: by "
+                f"{first.describe() if first else 'unknown'} and by "
+                f"{component.origin.describe() if component.origin else 'unknown'}"
+            )
+        self._entries[name] = component
+        return component
+
+    def get(self, name: str) -> Component:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RegistryError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        singular = self.kind[:-1]
+        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        if close:
+            hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+        else:
+            hint = "registered: " + ", ".join(sorted(self._entries)) if self._entries else "none registered"
+        return f"unknown {singular} '{name}': {hint}"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(sorted(self._entries.values(), key=lambda c: c.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+
+@dataclass
+class Registries:
+    """All component registries of one plugin manager."""
+
+    datasets: Registry = field(default_factory=lambda: Registry("datasets"))
+    models: Registry = field(default_factory=lambda: Registry("models"))
+    losses: Registry = field(default_factory=lambda: Registry("losses"))
+    augmenters: Registry = field(default_factory=lambda: Registry("augmenters"))
+    metrics: Registry = field(default_factory=lambda: Registry("metrics"))
+
+    def of(self, kind: str) -> Registry:
+        if kind not in KINDS:
+            raise ValueError(f"unknown registry kind {kind!r}")
+        return getattr(self, kind)
+
+    def all(self) -> Iterator[Component]:
+        for kind in KINDS:
+            yield from self.of(kind)

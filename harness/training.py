@@ -1,0 +1,140 @@
+"""The default training loop: AdamW with warm-up, gradient clipping, per-epoch checkpoints, and early
+stopping on a validation metric. Test data never enters this module (PROTOCOL.md §6.1)."""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .results import write_atomic
+from .seeding import capture_rng_state, restore_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+BEST_CHECKPOINT = "checkpoint-best.pt"
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue training exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed
+    best_value: float = float("-inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_seen: int = 0
+    stopped_early: bool = False
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _load(path: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train(
+    run: Any,
+    validate: Callable[[], dict[str, Any]],
+    on_epoch_end: Callable[[int, dict[str, Any]], None],
+    resume: bool,
+    progress_factory: Callable[..., Any],
+) -> TrainingState:
+    """Train `run.model` on `run.train_samples`, checkpointing into `run.run_dir` after every epoch.
+
+    Leaves the best validation checkpoint loaded in the model when it returns.
+    """
+    import torch
+
+    model, settings, device = run.model, run.config["train"], run.device
+    samples = run.train_samples
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    steps_per_epoch = max(1, -(-len(samples) // settings["batch_size"]))
+    warmup = int(settings["warmup_ratio"] * steps_per_epoch * settings["epochs"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    state = TrainingState()
+    checkpoint_path, best_path = run.run_dir / CHECKPOINT, run.run_dir / BEST_CHECKPOINT
+    if resume and checkpoint_path.is_file():
+        saved = _load(checkpoint_path)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = TrainingState(**saved["state"])
+        restore_rng_state(saved["rng"])
+        run.log(f"resumed from epoch {state.epoch} ({checkpoint_path})")
+    autocast = settings["precision"] != "fp32" and device.startswith("cuda")
+    dtype = torch.bfloat16 if settings["precision"] == "bf16" else torch.float16
+    select = settings["select_metric"]
+    loss_fn = run.loss
+
+    while state.epoch < settings["epochs"] and state.bad_epochs < settings["patience"]:
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(run.seed * 100_003 + epoch))
+        total, batches = 0.0, 0
+        bar = progress_factory(total=len(samples), desc=f"epoch {epoch}", unit="sample")
+        for start in range(0, len(samples), settings["batch_size"]):
+            chunk = [samples[i] for i in order[start:start + settings["batch_size"]].tolist()]
+            batch = model.make_batch(run.train_split, chunk)
+            labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
+            with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
+                if hasattr(model, "training_loss"):
+                    loss = model.training_loss(batch, labels, loss_fn)
+                else:
+                    loss = loss_fn(model(batch).float(), labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {state.steps}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+            batches += 1
+            state.steps += 1
+            bar.update(len(chunk))
+        bar.close()
+        state.seconds += time.perf_counter() - started
+        state.samples_seen += len(samples)
+        valid = validate()
+        value = valid.get(select)
+        if value is None:
+            raise KeyError(f"selection metric '{select}' is not produced by the configured metrics")
+        improved = value > state.best_value
+        if improved:
+            state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
+            _save(best_path, {"model": model.state_dict(), "epoch": epoch})
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch
+        summary = {"epoch": epoch, "train_loss": total / max(1, batches), f"valid_{select}": value,
+                   "improved": improved}
+        state.history.append(summary)
+        state.stopped_early = state.bad_epochs >= settings["patience"] and epoch < settings["epochs"]
+        _save(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "state": state.__dict__,
+                                "rng": capture_rng_state()})
+        run.log(f"epoch {epoch}: loss {summary['train_loss']:.4f}, valid {select} {value:.4f}"
+                + (" *" if improved else ""))
+        on_epoch_end(epoch, {**summary, "valid": valid})
+    if best_path.is_file():
+        model.load_state_dict(_load(best_path)["model"])
+    return state
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    for name in (CHECKPOINT, BEST_CHECKPOINT):
+        (run_dir / name).unlink(missing_ok=True)
