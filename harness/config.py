@@ -173,7 +173,17 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    return key.strip(), _number_or_self(value)
+
+
+def _number_or_self(value: Any) -> Any:
+    """YAML 1.1 reads `3e-4` as a string; researchers mean a float."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def resolve(recipe: Recipe | None = None, flags: dict[str, Any] | None = None,
@@ -218,6 +228,7 @@ def _check_types(config: dict[str, Any]) -> None:
         if not isinstance(train[key], int) or train[key] < (0 if key == "epochs" else 1):
             raise ConfigError(f"train.{key} must be a positive integer, got {train[key]!r}")
     for key in ("lr", "weight_decay", "warmup_ratio", "grad_clip"):
+        train[key] = _number_or_self(train[key])
         if not isinstance(train[key], (int, float)) or train[key] < 0:
             raise ConfigError(f"train.{key} must be a non-negative number, got {train[key]!r}")
     if train["precision"] not in ("fp32", "bf16", "fp16"):

@@ -12,7 +12,7 @@ import numpy as np
 
 from .data import SETTINGS, Dataset, RecSample, Split
 from .popularity import ItemStatistics
-from .ranking import LIST_LENGTH, MetricContext, RankedLists, context_representatives, mask_context_items, top_items
+from .ranking import LIST_LENGTH, MetricContext, RankedLists, context_item_mask, context_representatives, top_items
 
 
 def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str] = SETTINGS,
@@ -32,7 +32,8 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
             if "standard" in tops:
                 tops["standard"].append(top_items(scores, LIST_LENGTH).cpu().numpy())
             if "novel" in tops:
-                tops["novel"].append(top_items(mask_context_items(scores, chunk), LIST_LENGTH).cpu().numpy())
+                excluded = context_item_mask(chunk, tuple(scores.shape), scores.device)
+                tops["novel"].append(top_items(scores, LIST_LENGTH, excluded).cpu().numpy())
             if progress is not None:
                 progress.update(len(chunk))
     result: dict[str, RankedLists] = {}

@@ -92,6 +92,13 @@ def load_plugins(extra: Sequence[str] = (), autoload: bool | None = None) -> Plu
         module, origin = _import_plugin_spec(spec.strip())
         register(module, origin.plugin, origin)
 
+    try:
+        manager.check_pending()  # a misspelt hook name is an error, not a silently ignored function
+    except pluggy.PluginValidationError as error:
+        name = manager.get_name(error.plugin) or "?"
+        origin = origins.get(name)
+        raise PluginError(f"plugin '{name}' ({origin.describe() if origin else 'unknown'}) is invalid: "
+                          f"{error}") from None
     registries = Registries()
     _run_registration(manager, registries, origins)
     return Plugins(manager, registries, origins)

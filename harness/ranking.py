@@ -93,23 +93,33 @@ def context_representatives(samples: Sequence[RecSample]) -> tuple[list[RecSampl
     return representatives, sample_context
 
 
-def mask_context_items(scores: "torch.Tensor", contexts: Sequence[RecSample]) -> "torch.Tensor":
-    """`novel` setting: context items M(c) are removed from the candidates (score -inf)."""
+def context_item_mask(contexts: Sequence[RecSample], shape: tuple[int, int], device) -> "torch.Tensor":
+    """`novel` setting: True where an item belongs to the context's M(c), which leaves the candidates."""
     import torch
 
     rows = [row for row, sample in enumerate(contexts) for _ in sample.context_items]
     cols = [item for sample in contexts for item in sample.context_items]
+    mask = torch.zeros(shape, dtype=torch.bool, device=device)
     if rows:
-        scores = scores.clone()
-        scores[torch.tensor(rows, device=scores.device), torch.tensor(cols, device=scores.device)] = float("-inf")
-    return scores
+        mask[torch.tensor(rows, device=device), torch.tensor(cols, device=device)] = True
+    return mask
 
 
-def top_items(scores: "torch.Tensor", k: int = LIST_LENGTH) -> "torch.Tensor":
-    """Batched top-k with ties broken by ascending item index, on the scores' device."""
+def top_items(scores: "torch.Tensor", k: int = LIST_LENGTH, excluded: "torch.Tensor | None" = None) -> "torch.Tensor":
+    """Batched top-k with ties broken by ascending item index, on the scores' device.
+
+    `excluded` items are removed from the candidates: they come after every candidate, even one
+    scored -inf (a repeat-context list in `novel` is the id-ordered catalogue minus M(c)).
+    """
     import torch
 
     if torch.isnan(scores).any():
         raise ValueError("model returned NaN scores")
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    if excluded is not None:
+        if int((~excluded).sum(dim=1).min()) < k:
+            raise ValueError(f"fewer than {k} candidates left after excluding context items")
+        # stable re-sort on the exclusion flag keeps the score order within candidates
+        moved = torch.sort(excluded.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
+        order = order.gather(1, moved)
     return order[:, :k]

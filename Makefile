@@ -1,0 +1,33 @@
+# The two commands of the README. Each creates .venv when missing and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BENCH := $(VENV)/bin/bench
+STAMP := $(VENV)/.crs-bench-installed
+DEMO_RESULTS ?= .demo/results
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test install clean-demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: the local CPU wheel; everything else afterwards.
+$(STAMP): pyproject.toml requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BENCH) run benchmarks/demo.yaml --results-dir $(DEMO_RESULTS)
+	$(BENCH) leaderboard --results-dir $(DEMO_RESULTS) --print
+
+test: install
+	$(PY) -m pytest
+
+clean-demo:
+	rm -rf .demo

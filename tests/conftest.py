@@ -1,0 +1,59 @@
+"""Shared fixtures. Offline by construction: the hub is never contacted from tests."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("CRS_BENCH_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared datasets not found at {path} (set CRS_BENCH_DATA to run this test)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def plugins():
+    """The built-in plugins only: tests must not depend on what else is installed."""
+    from harness.plugin_manager import load_plugins
+
+    return load_plugins(autoload=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from plugins.synthetic import build_synthetic
+
+    return build_synthetic()
+
+
+@pytest.fixture
+def run_bench(tmp_path, monkeypatch, capsys):
+    """Call `bench` in-process with isolated results and cache directories; returns (code, out, err)."""
+    from harness.cli import main
+
+    monkeypatch.setenv("CRS_BENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+    def run(*args: str, results: Path | None = None) -> tuple[int, str, str]:
+        argv = list(args)
+        if argv and argv[0] in ("run", "leaderboard", "plugins"):
+            argv[1:1] = ["--results-dir", str(results or tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+        code = main(argv)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
