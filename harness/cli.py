@@ -15,10 +15,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .data import DataError
     from .plugin_manager import PluginError
     from .registry import RegistryError
+    from .requirements import RequirementError
     from .results import RecordError
     from .runner import RunError
 
-    return (ConfigError, DataError, PluginError, RegistryError, RecordError, RunError, FileNotFoundError)
+    return (ConfigError, DataError, PluginError, RegistryError, RecordError, RequirementError, RunError,
+            FileNotFoundError)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -61,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("plugins", parents=[common], help="list registered components and their origins")
     listing.add_argument("--json", action="store_true")
 
+    compare = commands.add_parser("compare", parents=[common], help="paired bootstrap between two finished runs")
+    compare.add_argument("run_a", type=Path, help="run directory (results/runs/...)")
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--resamples", type=int, default=1000)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--json", action="store_true")
+
+    rescore = commands.add_parser("rescore", parents=[common], help="recompute every metric from samples.jsonl.gz")
+    rescore.add_argument("runs", type=Path, nargs="+", help="run directories")
+    rescore.add_argument("--check", action="store_true", help="do not write; exit 1 if any value changes")
+
     data = commands.add_parser("data", help="dataset information and downloads")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     info = data_commands.add_parser("info", parents=[common], help="split sizes, sample counts, tiers, KG size, plot")
@@ -76,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data}
+    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
+                "compare": cmd_compare, "rescore": cmd_rescore}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -157,6 +171,38 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             requires = f" (requires {', '.join(component['requires'])})" if component["requires"] else ""
             print(f"  {component['name']:<20} {component['description']}{requires}  <- {source}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .runner import data_dir_from
+    from .stored_runs import compare, open_run, render_comparison
+
+    plugins = _plugins(args)
+    data_dir = data_dir_from(args.data_dir)
+    run_a, run_b = (open_run(path, plugins, data_dir, args.cache_dir) for path in (args.run_a, args.run_b))
+    result = compare(run_a, run_b, plugins, resamples=args.resamples, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(render_comparison(result, run_a.record["run_id"], run_b.record["run_id"]))
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from .runner import data_dir_from
+    from .stored_runs import open_run, rescore
+
+    plugins = _plugins(args)
+    changed = False
+    for path in args.runs:
+        run = open_run(path, plugins, data_dir_from(args.data_dir), args.cache_dir)
+        _, differences = rescore(run, plugins, write=not args.check)
+        changed |= bool(differences)
+        status = "identical" if not differences else ("differs" if args.check else "updated")
+        print(f"{run.record['run_id']}: {status}")
+        for line in differences:
+            print(f"  {line}")
+    return 1 if args.check and changed else 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:

@@ -15,6 +15,23 @@ from .popularity import ItemStatistics
 from .ranking import LIST_LENGTH, MetricContext, RankedLists, context_item_mask, context_representatives, top_items
 
 
+class ScoreAdjusted:
+    """Ranks with `loss.adjust_scores(scores)`: post-hoc logit adjustment (Menon et al.) at test time."""
+
+    def __init__(self, model: Any, loss: Any):
+        self.model, self.loss = model, loss
+
+    def make_batch(self, split: Split, samples: Sequence[RecSample]) -> Any:
+        return self.model.make_batch(split, samples)
+
+    def scores(self, batch: Any):
+        return self.loss.adjust_scores(self.model.scores(batch))
+
+    def eval(self) -> None:
+        if hasattr(self.model, "eval"):
+            self.model.eval()
+
+
 def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str] = SETTINGS,
                progress: Any = None) -> dict[str, RankedLists]:
     import torch
@@ -22,9 +39,8 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
     samples = split.rec_samples
     contexts, sample_context = context_representatives(samples)
     tops: dict[str, list[np.ndarray]] = {setting: [] for setting in settings}
-    module = model if isinstance(model, torch.nn.Module) else None
-    if module is not None:
-        module.eval()
+    if hasattr(model, "eval"):
+        model.eval()
     with torch.no_grad():
         for start in range(0, len(contexts), batch_size):
             chunk = contexts[start:start + batch_size]

@@ -27,11 +27,22 @@ PLUGINS_ENV = "CRS_BENCH_PLUGINS"  # extra --plugin values, comma separated
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.synthetic",
+    "plugins.datasets.inspired",
+    "plugins.datasets.redial",
     "plugins.baselines",
     "plugins.models",
     "plugins.losses.ce",
+    "plugins.losses.focal",
+    "plugins.losses.prior",
+    "plugins.losses.margin",
+    "plugins.losses.alpa",
+    "plugins.losses.csl",
+    "plugins.losses.dr_loss",
+    "plugins.losses.ahl",
     "plugins.augmenters",
     "plugins.metrics.recall",
+    "plugins.metrics.longtail",
+    "plugins.metrics.conversation",
 )
 
 

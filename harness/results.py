@@ -80,6 +80,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; results and caches are ordinary readable files
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -19,6 +19,7 @@ from .data import Dataset, RecSample, Split
 from .plugin_manager import Plugins
 from .popularity import ItemStatistics, TierThresholds, compute_statistics
 from .registry import Component
+from .requirements import check_compatible
 from .results import SCHEMA_VERSION, run_id_for, write_run
 
 DATA_DIR_ENV = "CRS_BENCH_DATA"
@@ -93,17 +94,8 @@ def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Compon
     metric_names = config["metrics"] if config["metrics"] is not None else registries.metrics.names()
     for name in metric_names:
         chosen[f"metric:{name}"] = registries.metrics.get(name)
-    check_requirements(chosen["model"], chosen["loss"])
+    check_compatible(chosen["loss"], chosen["model"], stats_available=True)
     return chosen
-
-
-def check_requirements(model: Component, loss: Component) -> None:
-    """Refuse, before any training, a loss whose declared needs the model cannot meet."""
-    statistics = {"item_counts", "popularity", "tiers"}
-    missing = sorted(need for need in loss.requires - statistics if need not in model.provides)
-    if missing:
-        raise RunError(f"loss '{loss.name}' needs a model providing '{missing[0]}'; model '{model.name}' "
-                       f"does not (it provides: {', '.join(sorted(model.provides)) or 'nothing'})")
 
 
 def prepare_dataset(component: Component, config: dict[str, Any], data_dir: Path | None, cache_dir: Path) -> Dataset:
@@ -177,8 +169,13 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         progress = progress_factory(quiet)
         valid_split = dataset.splits["valid"]
 
+        scorer = evaluation.ScoreAdjusted(run.model, run.loss) if getattr(run.loss, "adjusts_scores", False) \
+            else run.model
+
         def validate() -> dict[str, Any]:
-            lists = evaluation.rank_split(run.model, valid_split, batch_size, settings=("standard",))
+            if hasattr(run.loss, "eval"):
+                run.loss.eval()
+            lists = evaluation.rank_split(scorer, valid_split, batch_size, settings=("standard",))
             return evaluation.compute_metrics(lists, run.metrics, metric_ctx)["standard"]
 
         hook.crs_bench_stage_start(run=run, stage="train")
@@ -196,7 +193,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         valid_metrics = validate()
         test_split = dataset.splits["test"]
         bar = progress(total=len({s.context_id for s in test_split.rec_samples}), desc="test", unit="context")
-        lists = evaluation.rank_split(run.model, test_split, batch_size, progress=bar)
+        lists = evaluation.rank_split(scorer, test_split, batch_size, progress=bar)
         bar.close()
         metrics = evaluation.compute_metrics(lists, run.metrics, metric_ctx)
         run.timings["test_seconds"] = time.perf_counter() - t0
@@ -213,8 +210,9 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
             "code": provenance.code_version(),
             "packages": provenance.package_versions(),
             "dataset": _dataset_summary(dataset, run),
-            "components": {kind: _component_summary(components[kind], config[kind]["params"])
-                           for kind in ("dataset", "model", "loss", "augmenter")},
+            "components": {kind: _component_summary(components[kind], config[kind]["params"], built)
+                           for kind, built in (("dataset", None), ("model", run.model), ("loss", run.loss),
+                                               ("augmenter", run.augmenter))},
             "plugins": [{"name": name, **origin.as_dict()} for name, origin in sorted(plugins.origins.items())],
             "environment": provenance.environment(run.device),
             "timings": {k: round(v, 3) for k, v in run.timings.items()},
@@ -267,10 +265,18 @@ def _training_summary(run: RunState, state: Any) -> dict[str, Any]:
     }
 
 
-def _component_summary(component: Component, params: dict[str, Any]) -> dict[str, Any]:
-    return {"name": component.name, "params": params, "version": component.version,
-            "origin": component.origin.as_dict() if component.origin else None,
-            "requires": sorted(component.requires)}
+def _component_summary(component: Component, params: dict[str, Any], built: Any) -> dict[str, Any]:
+    """Registry facts plus what the built object reports of itself (`describe()`: resolved settings)."""
+    summary = {"name": component.name, "params": params, "version": component.version,
+               "origin": component.origin.as_dict() if component.origin else None,
+               "requires": sorted(component.requires), "provides": sorted(component.provides)}
+    if hasattr(built, "describe"):
+        summary["details"] = built.describe()
+    if hasattr(built, "parameters") and callable(built.parameters):
+        parameters = list(built.parameters())
+        summary["parameters"] = {"total": sum(p.numel() for p in parameters),
+                                 "trainable": sum(p.numel() for p in parameters if p.requires_grad)}
+    return summary
 
 
 def _dataset_summary(dataset: Dataset, run: RunState) -> dict[str, Any]:

@@ -70,6 +70,8 @@ def train(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("loss") is not None:
+            run.loss.load_state_dict(saved["loss"])  # stateful losses (CSL histograms) continue too
         state = TrainingState(**saved["state"])
         restore_rng_state(saved["rng"])
         run.log(f"resumed from epoch {state.epoch} ({checkpoint_path})")
@@ -77,16 +79,29 @@ def train(
     dtype = torch.bfloat16 if settings["precision"] == "bf16" else torch.float16
     select = settings["select_metric"]
     loss_fn = run.loss
+    loss_needs = run.components["loss"].requires if "loss" in run.components else frozenset()
+    labels_all = torch.tensor([s.label for s in samples], dtype=torch.long)
 
     while state.epoch < settings["epochs"] and state.bad_epochs < settings["patience"]:
         epoch = state.epoch + 1
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(run.seed * 100_003 + epoch))
+        if hasattr(loss_fn, "train"):
+            loss_fn.train()  # stateful losses (CSL, AHL) act only in training mode
+        if hasattr(loss_fn, "on_epoch_start"):
+            loss_fn.on_epoch_start(epoch - 1)  # 0-based: deferred re-weighting, per-epoch resets
+        generator = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
+        if getattr(loss_fn, "wants_weighted_sampler", False):
+            weights = loss_fn.sample_weights(labels_all.to(device)).detach().float().cpu()
+            order = torch.multinomial(weights, len(samples), replacement=True, generator=generator)
+        else:
+            order = torch.randperm(len(samples), generator=generator)
         total, batches = 0.0, 0
         bar = progress_factory(total=len(samples), desc=f"epoch {epoch}", unit="sample")
         for start in range(0, len(samples), settings["batch_size"]):
             chunk = [samples[i] for i in order[start:start + settings["batch_size"]].tolist()]
+            if len(chunk) < 2 and "batch_min_2" in loss_needs:
+                continue  # e.g. DR-Loss ranks positives against the batch's negatives
             batch = model.make_batch(run.train_split, chunk)
             labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
@@ -126,6 +141,7 @@ def train(
         state.stopped_early = state.bad_epochs >= settings["patience"] and epoch < settings["epochs"]
         _save(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "state": state.__dict__,
+                                "loss": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
                                 "rng": capture_rng_state()})
         run.log(f"epoch {epoch}: loss {summary['train_loss']:.4f}, valid {select} {value:.4f}"
                 + (" *" if improved else ""))

@@ -50,7 +50,7 @@ def run_bench(tmp_path, monkeypatch, capsys):
 
     def run(*args: str, results: Path | None = None) -> tuple[int, str, str]:
         argv = list(args)
-        if argv and argv[0] in ("run", "leaderboard", "plugins"):
+        if argv and argv[0] in ("run", "leaderboard", "plugins") and "--cache-dir" not in argv:
             argv[1:1] = ["--results-dir", str(results or tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
         code = main(argv)
         captured = capsys.readouterr()

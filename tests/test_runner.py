@@ -9,7 +9,8 @@ from harness import hookimpl
 from harness.config import resolve
 from harness.plugin_manager import load_plugins
 from harness.results import read_samples
-from harness.runner import RunError, execute
+from harness.requirements import RequirementError
+from harness.runner import execute
 
 SMALL = ["dataset.params.train_dialogues=200", "dataset.params.valid_dialogues=40",
          "dataset.params.test_dialogues=40", "dataset.params.num_items=100"]
@@ -98,7 +99,7 @@ def test_unmet_loss_requirement_fails_before_training(tmp_path):
     path.write_text("from harness import hookimpl\n\n@hookimpl\ndef crs_bench_register_losses(registry):\n"
                     "    registry.add('needs-cos', lambda ctx: None, 'x', requires={'cosine_head', 'item_counts'})\n")
     plugins = load_plugins(extra=[str(path)], autoload=False)
-    with pytest.raises(RunError, match="loss 'needs-cos' needs a model providing 'cosine_head'; "
-                                       "model 'linear-context' does not"):
+    with pytest.raises(RequirementError, match="loss 'needs-cos' needs a model with a cosine head \\('cosine_head'\\); "
+                                               "model 'linear-context' does not provide it"):
         run(tmp_path, plugins, {"model": "linear-context", "loss": "needs-cos"})
     assert not (tmp_path / "results").exists()
