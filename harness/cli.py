@@ -140,15 +140,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import OUTPUT_STEM, outputs, stale_files
     from .results import write_atomic
 
+    plugins = _plugins(args)
+    family = plugins.registries.metrics.get("ranking").build() if "ranking" in plugins.registries.metrics else None
     if args.check:
-        stale = stale_files(args.results_dir)
+        stale = stale_files(args.results_dir, family)
         if stale:
             print("bench: leaderboard is stale (run `bench leaderboard`): " + ", ".join(map(str, stale)),
                   file=sys.stderr)
             return 1
         print("leaderboard is up to date")
         return 0
-    files = outputs(args.results_dir)
+    files = outputs(args.results_dir, family)
     for path, text in files.items():
         write_atomic(path, text.encode())
     markdown = files[args.results_dir / f"{OUTPUT_STEM}.md"]

@@ -1,8 +1,10 @@
-"""Rebuild the leaderboard purely from stored records.
+"""Rebuild the leaderboard purely from stored runs (records and their per-sample outputs).
 
 One table per (dataset, fingerprint, metric definitions) and setting: records that differ in any of
 those are never mixed. Rows are (model, loss, augmenter) configurations, aggregated over seeds as
-mean ± sample standard deviation with the seed count; the best value of each column is marked.
+mean ± sample standard deviation with the seed count; the best value of each column is marked, and
+for the sample-level accuracy columns (Recall, NDCG, MRR) so is every row that a paired bootstrap over
+the stored per-sample lists cannot tell apart from the best (p >= 0.05, PROTOCOL.md §6.3).
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def lower_is_better(metric: str) -> bool:
     return metric.startswith(LOWER_IS_BETTER_PREFIXES)
 
 
+SIGNIFICANCE_FAMILY = "ranking"  # its metrics average over samples, so samples.jsonl.gz suffices
+
+
 @dataclass
 class Row:
     label: dict[str, str]
@@ -35,6 +40,7 @@ class Row:
     seeds: list[int] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
+    run_dirs: list[Path] = field(default_factory=list)
 
     def mean(self, metric: str) -> float | None:
         values = self.values.get(metric)
@@ -52,6 +58,8 @@ class Table:
     metric_versions: dict[str, str]
     setting: str
     rows: list[Row] = field(default_factory=list)
+    # metric -> labels of rows not significantly different from the best row (None: not tested)
+    ties_with_best: dict[str, set[int]] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -65,9 +73,10 @@ class Table:
         return min(means) if lower_is_better(metric) else max(means)
 
 
-def build_tables(records: Iterable[dict[str, Any]]) -> list[Table]:
+def build_tables(runs: Iterable[tuple[Path | None, dict[str, Any]]]) -> list[Table]:
+    """Tables from (run directory, record) pairs; the directory may be None when not needed."""
     tables: dict[tuple, Table] = {}
-    for record in records:
+    for run_dir, record in runs:
         dataset = record["dataset"]
         versions = record["metric_versions"]
         for setting, values in record["metrics"].items():
@@ -82,6 +91,8 @@ def build_tables(records: Iterable[dict[str, Any]]) -> list[Table]:
             if record["config"]["seed"] in row.seeds:
                 continue
             row.seeds.append(record["config"]["seed"])
+            if run_dir is not None:
+                row.run_dirs.append(run_dir)
             for metric, value in values.items():
                 if metric.startswith(COUNT_PREFIXES):
                     row.counts[metric] = value
@@ -108,20 +119,70 @@ def _disambiguate(rows: list[Row]) -> None:
             row.label = {**row.label, "augmenter": f"{row.label['augmenter']} [{row.config_hash[:8]}]"}
 
 
-def _cell(row: Row, metric: str, best: float | None) -> str:
+def mark_ties_with_best(tables: list[Table], metric_family: Any, resamples: int = 1000) -> None:
+    """Paired bootstrap (seeds averaged per sample) of every row against the best row, per column."""
+    import numpy as np
+
+    from .evaluation import lists_from_rows
+    from .ranking import MetricContext
+    from .results import read_samples
+    from .significance import paired_bootstrap
+
+    empty = MetricContext(num_items=0, popularity=np.zeros(0), tiers=np.zeros(0))
+    for table in tables:
+        if len(table.rows) < 2 or any(not row.run_dirs for row in table.rows):
+            continue
+        lists = {}
+        for position, row in enumerate(table.rows):
+            per_seed = []
+            for run_dir in sorted(row.run_dirs):
+                rows = [r for r in read_samples(run_dir) if r.get("setting") == table.setting and "top" in r]
+                ids = sorted({r["label"] for r in rows} | {i for r in rows for i in r["top"]})
+                per_seed.append(lists_from_rows(rows, ids)[table.setting])
+            lists[position] = per_seed
+        columns = [m for m in table.metrics if m.split("@")[0] in ("recall", "ndcg", "mrr")]
+        for metric in columns:
+            means = [row.mean(metric) for row in table.rows]
+            if any(m is None for m in means):
+                continue
+            best = (min if lower_is_better(metric) else max)(range(len(means)), key=lambda i: means[i])
+            table.ties_with_best[metric] = {best}
+        cache: dict[tuple[int, int], dict] = {}
+        for metric, tied in table.ties_with_best.items():
+            best = next(iter(tied))
+            for position in range(len(table.rows)):
+                if position == best:
+                    continue
+                key = (best, position)
+                if key not in cache:
+                    try:
+                        cache[key] = paired_bootstrap(lists[best], lists[position], empty, [metric_family],
+                                                      resamples=resamples)
+                    except ValueError:  # different sample sets: not comparable, leave unmarked
+                        cache[key] = {}
+                result = cache[key].get(metric)
+                if result and result["p"] is not None and result["p"] >= 0.05:
+                    tied.add(position)
+
+
+def _cell(row: Row, metric: str, best: float | None, tied: bool = False) -> str:
     mean = row.mean(metric)
     if mean is None:
         return "n/a"
     std = row.std(metric)
     text = f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
-    return f"**{text}**" if best is not None and round(mean, 4) == round(best, 4) else text
+    if best is not None and round(mean, 4) == round(best, 4):
+        return f"**{text}**"
+    return f"{text} ≈" if tied else text
 
 
 def render_markdown(tables: list[Table]) -> str:
     lines = ["# Leaderboard", "",
              "Generated by `bench leaderboard` from `results/runs/*/record.json`; do not edit by hand.",
              "Mean ± sample std over seeds (n = number of seeds); **bold** = best in column "
-             "(lowest for ARP, highest otherwise). Tables never mix dataset fingerprints or metric definitions.",
+             "(lowest for ARP, highest otherwise); ≈ = not significantly different from the best row "
+             "(paired bootstrap over test samples, 1,000 resamples, p ≥ 0.05; Recall, NDCG and MRR columns). "
+             "Tables never mix dataset fingerprints or metric definitions.",
              ""]
     for table in tables:
         columns = [m for m in MARKDOWN_COLUMNS if m in table.metrics]
@@ -131,8 +192,9 @@ def render_markdown(tables: list[Table]) -> str:
                   f"Dataset fingerprint `{table.fingerprint[:12]}` · {samples} test samples · metrics: {versions}", "",
                   "| model | loss | augmenter | n | " + " | ".join(columns) + " |",
                   "|---|---|---|---|" + "---|" * len(columns)]
-        for row in table.rows:
-            cells = [_cell(row, metric, table.best(metric)) for metric in columns]
+        for position, row in enumerate(table.rows):
+            cells = [_cell(row, metric, table.best(metric), position in table.ties_with_best.get(metric, ()))
+                     for metric in columns]
             lines.append(f"| {row.label['model']} | {row.label['loss']} | {row.label['augmenter']} | "
                          f"{len(row.seeds)} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -160,14 +222,19 @@ def render_json(tables: list[Table]) -> str:
     data = [{
         "dataset": t.dataset, "fingerprint": t.fingerprint, "setting": t.setting, "metric_versions": t.metric_versions,
         "rows": [{**r.label, "config_hash": r.config_hash, "seeds": sorted(r.seeds), "counts": r.counts,
-                  "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None}}
-                 for r in t.rows],
+                  "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None},
+                  "tied_with_best": sorted(m for m, tied in t.ties_with_best.items() if i in tied)}
+                 for i, r in enumerate(t.rows)],
     } for t in tables]
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def outputs(results_dir: Path) -> dict[Path, str]:
-    tables = build_tables(record for _, record in iter_records(results_dir))
+def outputs(results_dir: Path, metric_family: Any = None) -> dict[Path, str]:
+    """The three leaderboard files; `metric_family` (the registered "ranking" family) enables the
+    significance marks."""
+    tables = build_tables((path.parent, record) for path, record in iter_records(results_dir))
+    if metric_family is not None:
+        mark_ties_with_best(tables, metric_family)
     return {
         results_dir / f"{OUTPUT_STEM}.md": render_markdown(tables),
         results_dir / f"{OUTPUT_STEM}.csv": render_csv(tables),
@@ -175,7 +242,7 @@ def outputs(results_dir: Path) -> dict[Path, str]:
     }
 
 
-def stale_files(results_dir: Path) -> list[Path]:
+def stale_files(results_dir: Path, metric_family: Any = None) -> list[Path]:
     """Files whose committed content differs from what the records give (for ``--check``)."""
-    return [path for path, text in outputs(results_dir).items()
+    return [path for path, text in outputs(results_dir, metric_family).items()
             if not path.is_file() or path.read_text() != text]

@@ -125,7 +125,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         t0 = time.perf_counter()
         dataset = prepare_dataset(components["dataset"], config, data_dir, cache_dir)
         run.timings["load_seconds"] = time.perf_counter() - t0
-        dataset = _limited(dataset, config["limit"])
+        dataset = limit_samples(dataset, config["limit"])
         run.dataset = dataset
 
         hook.crs_bench_stage_start(run=run, stage="augment")
@@ -222,6 +222,9 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
             "metric_versions": {name.split(":", 1)[1]: c.version for name, c in components.items()
                                 if name.startswith("metric:")},
             "metric_params": config["metric_params"],
+            "ild_features": {"source": "1-hop KG neighbours of each item (PROTOCOL.md §4.5)",
+                             "empty_feature_items": None if metric_ctx.item_neighbours is None else
+                             sum(1 for neighbours in metric_ctx.item_neighbours if not neighbours)},
             "artifacts": {},
             "extra": {},
         }
@@ -237,14 +240,18 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         raise
 
 
-def _limited(dataset: Dataset, limit: int | None) -> Dataset:
+def limit_samples(dataset: Dataset, limit: int | None) -> Dataset:
     """`--limit N`: keep the first N recommendation samples of every split (smoke runs)."""
     if limit is None:
         return dataset
+    import hashlib
+
     splits = {name: Split(name, split.dialogues, split.rec_samples[:limit], split.conv_samples[:limit])
               for name, split in dataset.splits.items()}
-    return Dataset(dataset.name, dataset.catalogue, splits, dataset.kg, dataset.fingerprint,
-                   dataset.dedup_turn_labels, {**dataset.info, "limit": limit})
+    # other samples, other task: a limited run must never share a leaderboard table with a full one
+    fingerprint = hashlib.sha256(f"{dataset.fingerprint}:limit={limit}".encode()).hexdigest()
+    return Dataset(dataset.name, dataset.catalogue, splits, dataset.kg, fingerprint,
+                   dataset.dedup_turn_labels, {**dataset.info, "limit": limit, "unlimited_fingerprint": dataset.fingerprint})
 
 
 def _training_summary(run: RunState, state: Any) -> dict[str, Any]:

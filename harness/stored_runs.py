@@ -16,7 +16,7 @@ from .plugin_manager import Plugins
 from .popularity import TierThresholds, compute_statistics
 from .ranking import MetricContext, RankedLists
 from .results import RECORD_FILE, read_record, read_samples, write_atomic
-from .runner import RunError, prepare_dataset
+from .runner import RunError, limit_samples, prepare_dataset
 
 
 @dataclass
@@ -31,7 +31,7 @@ def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: 
     record = read_record(run_dir / RECORD_FILE)
     config = record["config"]
     component = plugins.registries.datasets.get(config["dataset"]["name"])
-    dataset = prepare_dataset(component, config, data_dir, cache_dir)
+    dataset = limit_samples(prepare_dataset(component, config, data_dir, cache_dir), config["limit"])
     if dataset.fingerprint != record["dataset"]["fingerprint"]:
         raise RunError(f"{run_dir}: dataset '{dataset.name}' now has fingerprint {dataset.fingerprint[:12]}, the run "
                        f"used {record['dataset']['fingerprint'][:12]}: the data or its processing changed")

@@ -21,7 +21,7 @@ def record(model, seed, recall10, fingerprint="f" * 64, versions=None, arp=0.5, 
 
 
 def test_mean_std_over_seeds_and_best_marked():
-    tables = build_tables([record("a", 0, 0.2), record("a", 1, 0.4), record("b", 0, 0.1, arp=0.1)])
+    tables = build_tables([(None, record("a", 0, 0.2)), (None, record("a", 1, 0.4)), (None, record("b", 0, 0.1, arp=0.1))])
     [table] = tables
     rows = {row.label["model"]: row for row in table.rows}
     assert rows["a"].mean("recall@10") == pytest.approx(0.3)
@@ -33,8 +33,8 @@ def test_mean_std_over_seeds_and_best_marked():
 
 
 def test_records_that_are_not_comparable_are_never_mixed():
-    tables = build_tables([record("a", 0, 0.2), record("a", 1, 0.4, fingerprint="e" * 64),
-                           record("a", 2, 0.6, versions={"ranking": "2"})])
+    tables = build_tables([(None, record("a", 0, 0.2)), (None, record("a", 1, 0.4, fingerprint="e" * 64)),
+                           (None, record("a", 2, 0.6, versions={"ranking": "2"}))])
     assert len(tables) == 3
     assert all(len(t.rows) == 1 and len(t.rows[0].seeds) == 1 for t in tables)
 
@@ -50,3 +50,26 @@ def test_check_detects_stale_files(tmp_path):
     assert len(stale_files(tmp_path)) == 3
     data = json.loads(outputs(tmp_path)[tmp_path / "LEADERBOARD.json"])
     assert data[0]["rows"][0]["seeds"] == [0, 1]
+
+
+def test_rows_indistinguishable_from_the_best_are_marked(run_bench, tmp_path):
+    """popularity by dialogue counts vs by label counts: nearly the same list, so ≈; repeat-context differs."""
+    results = tmp_path / "results"
+    small = ("--set", "dataset.params.num_items=120", "--quiet")
+    assert run_bench("run", "--model", "popularity", *small, results=results)[0] == 0
+    assert run_bench("run", "--model", "popularity", "--set", "model.params.counts=label_counts", *small,
+                     results=results)[0] == 0
+    assert run_bench("run", "--model", "repeat-context", *small, results=results)[0] == 0
+    code, out, _ = run_bench("leaderboard", "--print", results=results)
+    assert code == 0
+    data = json.loads((results / "LEADERBOARD.json").read_text())
+    standard = next(t for t in data if t["setting"] == "standard")
+    by_model = {}
+    for row in standard["rows"]:
+        by_model.setdefault(row["model"], []).append(row)
+    best_r50 = max(standard["rows"], key=lambda r: r["metrics"]["recall@50"]["mean"])
+    assert best_r50["model"] == "popularity" and "recall@50" in best_r50["tied_with_best"]
+    other_popularity = next(r for r in by_model["popularity"] if r is not best_r50)
+    assert other_popularity["tied_with_best"]  # e.g. recall@10: the two global lists barely differ at the top
+    assert "recall@50" not in by_model["repeat-context"][0]["tied_with_best"]
+    assert "≈" in out
