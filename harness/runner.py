@@ -219,8 +219,8 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
             "training": {**training_summary, "valid_metrics": valid_metrics},
             "augmentation": {"added_dialogues": len(added), **run.augmenter.statistics()},
             "metrics": metrics,
-            "metric_versions": {name.split(":", 1)[1]: c.version for name, c in components.items()
-                                if name.startswith("metric:")},
+            "metric_versions": {name: components[f"metric:{name}"].version for name, metric in run.metrics.items()
+                                if getattr(metric, "task", "rec") == "rec"},
             "metric_params": config["metric_params"],
             "ild_features": {"source": "1-hop KG neighbours of each item (PROTOCOL.md §4.5)",
                              "empty_feature_items": None if metric_ctx.item_neighbours is None else
