@@ -128,18 +128,16 @@ def mark_ties_with_best(tables: list[Table], metric_family: Any, resamples: int 
     from .results import read_samples
     from .significance import paired_bootstrap
 
-    empty = MetricContext(num_items=0, popularity=np.zeros(0), tiers=np.zeros(0))
     for table in tables:
         if len(table.rows) < 2 or any(not row.run_dirs for row in table.rows):
             continue
-        lists = {}
-        for position, row in enumerate(table.rows):
-            per_seed = []
-            for run_dir in sorted(row.run_dirs):
-                rows = [r for r in read_samples(run_dir) if r.get("setting") == table.setting and "top" in r]
-                ids = sorted({r["label"] for r in rows} | {i for r in rows for i in r["top"]})
-                per_seed.append(lists_from_rows(rows, ids)[table.setting])
-            lists[position] = per_seed
+        stored = {position: [[r for r in read_samples(run_dir) if r.get("setting") == table.setting and "top" in r]
+                             for run_dir in sorted(row.run_dirs)] for position, row in enumerate(table.rows)}
+        # one native-id -> index map for the whole table, so that labels compare across runs
+        ids = sorted({item for runs in stored.values() for rows in runs for r in rows for item in [r["label"], *r["top"]]})
+        lists = {position: [lists_from_rows(rows, ids)[table.setting] for rows in runs]
+                 for position, runs in stored.items()}
+        ctx = MetricContext(num_items=len(ids), popularity=np.zeros(len(ids)), tiers=np.zeros(len(ids)))
         columns = [m for m in table.metrics if m.split("@")[0] in ("recall", "ndcg", "mrr")]
         for metric in columns:
             means = [row.mean(metric) for row in table.rows]
@@ -155,11 +153,10 @@ def mark_ties_with_best(tables: list[Table], metric_family: Any, resamples: int 
                     continue
                 key = (best, position)
                 if key not in cache:
-                    try:
-                        cache[key] = paired_bootstrap(lists[best], lists[position], empty, [metric_family],
-                                                      resamples=resamples)
-                    except ValueError:  # different sample sets: not comparable, leave unmarked
-                        cache[key] = {}
+                    same_samples = all(run.sample_ids == lists[best][0].sample_ids
+                                       for run in lists[best] + lists[position])
+                    cache[key] = paired_bootstrap(lists[best], lists[position], ctx, [metric_family],
+                                                  resamples=resamples) if same_samples else {}
                 result = cache[key].get(metric)
                 if result and result["p"] is not None and result["p"] >= 0.05:
                     tied.add(position)
