@@ -73,3 +73,20 @@ def test_rows_indistinguishable_from_the_best_are_marked(run_bench, tmp_path):
     assert other_popularity["tied_with_best"]  # e.g. recall@10: the two global lists barely differ at the top
     assert "recall@50" not in by_model["repeat-context"][0]["tied_with_best"]
     assert "≈" in out
+
+
+def test_ties_use_one_item_map_across_runs(tmp_path, plugins):
+    """Two runs with the same hits but different other items in their lists must be tied, not 'different'."""
+    from harness.leaderboard import mark_ties_with_best
+    from harness.results import iter_records
+
+    def rows(filler):
+        return [{"id": f"s{i}", "setting": "standard", "context": i, "label": 1000 + i,
+                 "top": [1000 + i if i % 2 else filler + i] + [filler + 100 + j for j in range(49)]}
+                for i in range(40)]
+
+    write_run(tmp_path / "runs" / "a", record("a", 0, 0.5), rows(5000))
+    write_run(tmp_path / "runs" / "b", record("b", 0, 0.5), rows(7000))
+    tables = build_tables((p.parent, r) for p, r in iter_records(tmp_path))
+    mark_ties_with_best(tables, plugins.registries.metrics.get("ranking").build())
+    assert tables[0].ties_with_best["recall@10"] == {0, 1}
