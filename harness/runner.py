@@ -131,10 +131,11 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         hook.crs_bench_stage_start(run=run, stage="augment")
         t0 = time.perf_counter()
         original_train = dataset.splits["train"]
-        placeholder = RunContext(dataset, compute_statistics(dataset.num_items, original_train.dialogues,
-                                                            original_train.rec_samples), run.device, run.seed,
-                                 cache_dir, config)
-        run.augmenter = components["augmenter"].build(placeholder, **config["augmenter"]["params"])
+        thresholds = TierThresholds(**config["tiers"])
+        augment_ctx = RunContext(dataset, compute_statistics(dataset.num_items, original_train.dialogues,
+                                                            original_train.rec_samples, thresholds),
+                                 run.device, run.seed, cache_dir, config)
+        run.augmenter = components["augmenter"].build(augment_ctx, **config["augmenter"]["params"])
         added = run.augmenter.augment(list(original_train.dialogues), random.Random(run.seed))
         if any(not d.synthetic for d in added):
             raise RunError(f"augmenter '{config['augmenter']['name']}' returned dialogues not marked synthetic")
@@ -148,7 +149,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         run.train_split = train_split
         run.train_samples = list(train_split.rec_samples)
         run.stats = compute_statistics(dataset.num_items, train_split.dialogues, train_split.rec_samples,
-                                       TierThresholds(**config["tiers"]))
+                                       thresholds)
         run.timings["augment_seconds"] = time.perf_counter() - t0
         hook.crs_bench_stage_finish(run=run, stage="augment", summary={
             "added_dialogues": len(added), "train_samples": len(run.train_samples), **run.augmenter.statistics()})

@@ -1,0 +1,29 @@
+"""LumiCRS (SYSTEMS.md §10): the `lumicrs` model, the augmenter family (`random`, `template`, `swap`, `pda`)
+and, through `plugins.lumicrs.llm`, the LLM backends `pda` generates with.
+
+Registered lazily ("module:attribute"): importing this module imports neither torch nor transformers.
+"""
+from __future__ import annotations
+
+from harness import hookimpl
+
+
+@hookimpl
+def crs_bench_register_models(registry) -> None:
+    registry.add("lumicrs", "plugins.lumicrs.model:LumiCRS",
+                 "LumiCRS: hybrid backbone + K prototypes with an asymmetric body/tail contrastive term "
+                 "(use with loss acfl).", version="1")
+
+
+@hookimpl
+def crs_bench_register_augmenters(registry) -> None:
+    registry.add("random", "plugins.lumicrs.augmenters:RandomAugmenter",
+                 "Copies of uniformly re-sampled training dialogues (ratio x training dialogues).", version="1")
+    registry.add("template", "plugins.lumicrs.augmenters:TemplateAugmenter",
+                 "Hand-written template dialogues recommending each body/tail movie.", version="1")
+    registry.add("swap", "plugins.lumicrs.augmenters:SwapAugmenter",
+                 "Prototype-guided substitution: support dialogues with a KG-close movie replaced by the target.",
+                 version="1")
+    registry.add("pda", "plugins.lumicrs.augmenters:PDAAugmenter",
+                 "Prototype-driven LLM augmentation (similarity filter, judge voting) or a JSONL of accepted "
+                 "dialogues.", version="1")
