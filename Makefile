@@ -26,6 +26,7 @@ install: $(STAMP)
 
 demo: install
 	$(BENCH) run benchmarks/demo.yaml --results-dir $(DEMO_RESULTS)
+	$(BENCH) run --model lumicrs --loss acfl --results-dir $(DEMO_RESULTS)
 	$(BENCH) leaderboard --results-dir $(DEMO_RESULTS) --print
 
 test: install
