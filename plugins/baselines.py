@@ -54,13 +54,9 @@ class RepeatContextRanker:
 
     def make_batch(self, split: Split, samples: Sequence[RecSample]):
         """Sparse (row, item, recency rank) triples of the context items; context_items is newest first."""
-        import torch
+        from plugins.models.blocks import mention_triples
 
-        rows = [row for row, sample in enumerate(samples) for _ in sample.context_items]
-        items = [item for sample in samples for item in sample.context_items]
-        recency = [rank for sample in samples for rank in range(len(sample.context_items))]
-        as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
-        return len(samples), as_tensor(rows), as_tensor(items), as_tensor(recency)
+        return (len(samples), *mention_triples(samples, self.device))
 
     def scores(self, batch):
         import torch

@@ -18,7 +18,7 @@ from harness.popularity import compute_statistics  # noqa: E402
 TINY = {
     "kbrd": {"dim": 8, "num_bases": 2},
     "kbrd-cos": {"dim": 8, "num_bases": 2},
-    "hybrid": {"dim": 8, "num_bases": 2, "max_tokens": 32},
+    "hybrid": {"dim": 8, "num_bases": 2, "max_tokens": 32, "mention_bias": 2},
     "hybrid-cos": {"dim": 8, "num_bases": 2, "max_tokens": 32},
     "bert-rec": {"max_tokens": 32},
     "bert-rec-cos": {"max_tokens": 32},
@@ -197,6 +197,48 @@ def test_item_heads():
     assert torch.allclose(cos(torch.tensor([[5.0, 0.0]]), items), torch.tensor([[10.0, 0.0, -10.0]]))
     with pytest.raises(ValueError, match="head"):
         ItemHead(2, 3, "dotty")
+
+
+def test_mention_bias_initial_value_and_scores():
+    from types import SimpleNamespace
+
+    from plugins.models.blocks import MentionBias, log_prior
+
+    # 3 items, prior from label counts (1, 1, 2) -> pi = (2, 2, 3) / 7 with smoothing 1
+    prior = log_prior([1, 1, 2], smoothing=1.0)
+    sample = lambda label, mentioned: SimpleNamespace(label=label, context_items=mentioned)  # noqa: E731
+    samples = [sample(0, (0, 2)), sample(2, (1, 2)), sample(1, ()), sample(2, (2,))]
+    bias = MentionBias.from_training(2, samples, prior)
+    # rank 0 mentions: items 0, 1, 2 -> 2 hits (samples 1 and 4), prior mass (2 + 2 + 3) / 7 = 1
+    # rank 1 mentions: items 2, 2 -> 1 hit (sample 2), prior mass 6 / 7
+    assert torch.allclose(bias.weights, torch.tensor([math.log(2.0), math.log(7 / 6)]), atol=1e-6)
+    logits = torch.zeros(2, 3)
+    mentions = (torch.tensor([0, 0, 1]), torch.tensor([2, 0, 1]), torch.tensor([0, 5, 0]))  # rank 5 -> last
+    out = bias(logits, mentions)
+    assert torch.allclose(out, torch.tensor([[math.log(7 / 6), 0.0, math.log(2.0)], [0.0, math.log(2.0), 0.0]]))
+    none = (torch.tensor([], dtype=torch.long),) * 3
+    assert torch.equal(bias(logits, none), logits)
+    # no hits for a rank -> no bonus (the log odds would be -inf), never negative
+    assert torch.equal(MentionBias.from_training(2, [sample(1, (0,))], prior).weights, torch.zeros(2))
+
+
+def test_hybrid_mention_bias_lifts_mentioned_items_only(tiny_ctx):
+    from plugins.models.hybrid import Hybrid
+
+    torch.manual_seed(0)
+    model = Hybrid(tiny_ctx, dim=8, num_bases=2, use_text=False, mention_bias=2).eval()
+    with torch.no_grad():
+        model.mention_bias.weights.fill_(5.0)
+    split = tiny_ctx.dataset.splits["train"]
+    sample = next(s for s in split.rec_samples if s.context_items)
+    from dataclasses import replace
+
+    bare = replace(sample, context_items=())
+    with torch.no_grad():
+        scores = model.scores(model.make_batch(split, [sample, bare]))
+    lifted = (scores[0] - scores[1]).abs() > 1e-6
+    assert set(lifted.nonzero().flatten().tolist()) == set(sample.context_items)
+    assert torch.allclose((scores[0] - scores[1])[list(sample.context_items)], torch.tensor(5.0))
 
 
 def test_kbrd_without_entities_scores_bias_and_is_order_invariant(tiny_ctx):

@@ -104,9 +104,7 @@ class LumiCRS(Hybrid):
     def training_loss(self, batch: dict[str, Any], labels: torch.Tensor, loss_fn: Any) -> torch.Tensor:
         entities = self.entity_vectors() if self.use_entities else None
         u = self.represent(batch, entities)
-        logits = self.logits(u, entities)
-        if getattr(self, "text_skip", None) is not None:  # mirrors Hybrid.forward (same dropout order)
-            logits = logits + self.text_skip(self.dropout(batch["text"]))
+        logits = self.direct_terms(self.logits(u, entities), batch)  # exactly Hybrid.forward
         loss = loss_fn(logits.float(), labels)
         if self.prototypes is None or self.proto_weight == 0.0:
             return loss  # identical to training `hybrid` with the same loss

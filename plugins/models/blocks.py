@@ -1,5 +1,6 @@
 """Shared building blocks of the learned models (SYSTEMS.md §1): KG preparation, the R-GCN entity encoder,
-self-attention pooling, gated fusion, item heads, padding helpers and item-prior initialisation.
+self-attention pooling, gated fusion, item heads, the context-mention bias, padding helpers and item-prior
+initialisation.
 
 Every block works on batched tensors on the model's device; nothing loops over samples or items.
 """
@@ -148,6 +149,54 @@ class ItemHead(nn.Module):
             return self.scale * cos.clamp(-1.0, 1.0)
         logits = u @ items.T
         return logits + self.bias if self.bias is not None else logits
+
+
+def mention_triples(samples: Sequence[Any], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, item, recency rank) of every item the contexts mention; `context_items` is newest first."""
+    rows = [row for row, sample in enumerate(samples) for _ in sample.context_items]
+    items = [item for sample in samples for item in sample.context_items]
+    recency = [rank for sample in samples for rank in range(len(sample.context_items))]
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    return as_tensor(rows), as_tensor(items), as_tensor(recency)
+
+
+class MentionBias(nn.Module):
+    """A learned score bonus for the items the context already mentioned, one value per recency rank (the
+    newest mention first; ranks >= `ranks` share the last value).
+
+    This is the copy signal the `repeat-context` baselines exploit (users often accept a movie that was
+    already discussed), learned instead of hard-coded; it starts at 0, so an untrained model is unchanged.
+    In the `novel` setting those items are excluded from the ranking, so it cannot help there.
+    """
+
+    def __init__(self, ranks: int = 4, initial: torch.Tensor | None = None):
+        super().__init__()
+        if ranks < 1:
+            raise ValueError(f"mention bias needs at least one recency rank, got {ranks}")
+        self.weights = nn.Parameter(torch.zeros(ranks) if initial is None else initial.float().clone())
+
+    @classmethod
+    def from_training(cls, ranks: int, samples: Sequence[Any], prior: np.ndarray) -> "MentionBias":
+        """Start each rank's bonus at log(hits_r / Σ π(m)): the bonus under which a model that ranks by the
+        log prior π (the head's initial bias) expects as many label hits among the rank-r mentions as the
+        training split has. Like `item_bias`, it makes the untrained model a sensible baseline (here
+        `repeat-context-pop`-like), so the few epochs small data allows are spent on personalising."""
+        rows, items, recency = mention_triples(samples, "cpu")
+        labels = torch.tensor([sample.label for sample in samples], dtype=torch.long)
+        bucket = recency.clamp(max=ranks - 1)
+        hits = torch.bincount(bucket, weights=(labels[rows] == items).double(), minlength=ranks)
+        mass = torch.bincount(bucket, weights=torch.from_numpy(np.exp(prior.astype(np.float64)))[items],
+                              minlength=ranks)
+        initial = torch.where((hits > 0) & (mass > 0), torch.log(hits.clamp(min=1) / mass.clamp(min=1e-12)),
+                              torch.zeros(ranks, dtype=torch.float64))
+        return cls(ranks, initial.clamp(min=0.0))
+
+    def forward(self, logits: torch.Tensor, mentions: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        rows, items, recency = mentions
+        if rows.numel() == 0:
+            return logits
+        bonus = self.weights[recency.clamp(max=self.weights.numel() - 1)].to(logits.dtype)
+        return logits.index_put((rows, items), bonus, accumulate=True)
 
 
 def log_prior(counts: Sequence[int], smoothing: float = 1.0) -> np.ndarray:
