@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
 
     compare = commands.add_parser("compare", parents=[common], help="paired bootstrap between two finished runs")
-    compare.add_argument("run_a", type=Path, help="run directory (results/runs/...)")
-    compare.add_argument("run_b", type=Path)
+    compare.add_argument("run_a", help="run directory (results/runs/...), or a quoted glob matching several "
+                                       "(e.g. the seeds of one config: averaged inside each resample)")
+    compare.add_argument("run_b", help="the same for side B")
     compare.add_argument("--resamples", type=int, default=1000)
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--json", action="store_true")
@@ -177,16 +178,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .runner import data_dir_from
-    from .stored_runs import compare, open_run, render_comparison
+    from .stored_runs import compare, expand_runs, open_run, render_comparison
 
     plugins = _plugins(args)
     data_dir = data_dir_from(args.data_dir)
-    run_a, run_b = (open_run(path, plugins, data_dir, args.cache_dir) for path in (args.run_a, args.run_b))
-    result = compare(run_a, run_b, plugins, resamples=args.resamples, seed=args.seed)
+    sides = [[open_run(path, plugins, data_dir, args.cache_dir) for path in expand_runs(pattern)]
+             for pattern in (args.run_a, args.run_b)]
+    result = compare(*sides, plugins, resamples=args.resamples, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(render_comparison(result, run_a.record["run_id"], run_b.record["run_id"]))
+        labels = [", ".join(run.record["run_id"] for run in side) for side in sides]
+        print(render_comparison(result, *labels))
     return 0
 
 

@@ -6,6 +6,7 @@ KG features of the metrics are exactly those of the original run.
 """
 from __future__ import annotations
 
+import glob
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,20 +74,38 @@ def _close(a: Any, b: Any) -> bool:
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-12 * max(1.0, abs(a))
 
 
-def compare(run_a: StoredRun, run_b: StoredRun, plugins: Plugins, resamples: int = 1000,
-            seed: int = 0) -> dict[str, dict[str, dict[str, Any]]]:
-    """Paired bootstrap per setting over every shared metric family (PROTOCOL.md §6.3)."""
+def expand_runs(pattern: str) -> list[Path]:
+    """A run directory, or a (quoted) glob pattern matching several, e.g. the seeds of one config."""
+    if not glob.has_magic(pattern):
+        return [Path(pattern)]
+    matches = sorted(Path(path) for path in glob.glob(pattern) if (Path(path) / RECORD_FILE).is_file())
+    if not matches:
+        raise RunError(f"no finished run matches {pattern!r}")
+    return matches
+
+
+def compare(runs_a: StoredRun | Sequence[StoredRun], runs_b: StoredRun | Sequence[StoredRun], plugins: Plugins,
+            resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, Any]]]:
+    """Paired bootstrap per setting over every shared metric family (PROTOCOL.md §6.3).
+
+    A side with several runs (seeds of one configuration) is averaged over its runs inside every resample,
+    so the interval covers test-sample noise for the seed-averaged model, not seed noise alone."""
     from .significance import paired_bootstrap
 
-    if run_a.record["dataset"]["fingerprint"] != run_b.record["dataset"]["fingerprint"]:
+    runs_a = [runs_a] if isinstance(runs_a, StoredRun) else list(runs_a)
+    runs_b = [runs_b] if isinstance(runs_b, StoredRun) else list(runs_b)
+    every = [*runs_a, *runs_b]
+    fingerprints = {run.record["dataset"]["fingerprint"] for run in every}
+    if len(fingerprints) > 1:
         raise RunError("runs are on different data (dataset fingerprints differ): they cannot be paired")
-    names = sorted(set(run_a.record["metric_versions"]) & set(run_b.record["metric_versions"]),
+    names = sorted(set.intersection(*(set(run.record["metric_versions"]) for run in every)),
                    key=lambda name: (name != "ranking", name))
     families = [c.build() for c in metric_families(plugins, names).values()]
     families = [f for f in families if getattr(f, "task", "rec") == "rec"]
-    return {setting: paired_bootstrap(run_a.lists[setting], run_b.lists[setting], run_a.metric_ctx, families,
-                                      resamples=resamples, seed=seed)
-            for setting in run_a.lists if setting in run_b.lists}
+    settings = [s for s in runs_a[0].lists if all(s in run.lists for run in every)]
+    return {setting: paired_bootstrap([run.lists[setting] for run in runs_a], [run.lists[setting] for run in runs_b],
+                                      runs_a[0].metric_ctx, families, resamples=resamples, seed=seed)
+            for setting in settings}
 
 
 def render_comparison(result: dict[str, dict[str, dict[str, Any]]], label_a: str, label_b: str) -> str:

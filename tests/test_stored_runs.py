@@ -50,6 +50,19 @@ def test_two_seeds_of_one_model_are_mostly_indistinguishable(run_bench, tmp_path
     contains_zero = sum(row["low"] <= 0 <= row["high"] for row in rows)
     assert contains_zero / len(rows) > 0.5
 
+    # a quoted glob puts both seeds on one side: A is their per-resample mean, so A - B(seed 0) is half of
+    # the seed-1 - seed-0 difference
+    pattern = str(results / "runs" / "*linear-context*")
+    code, out, err = run_bench("compare", pattern, str(first), "--json", "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, err
+    pair = json.loads(run_bench("compare", str(second), str(first), "--json",
+                                "--cache-dir", str(tmp_path / "cache"))[1])["standard"]
+    for key, row in json.loads(out)["standard"].items():
+        if row["delta"] is not None and key.startswith(("recall@", "ndcg@", "mrr@")):
+            assert abs(row["delta"] - pair[key]["delta"] / 2) < 1e-9, key
+    code, _, err = run_bench("compare", str(results / "runs" / "nothing*"), str(first))
+    assert code != 0 and "no finished run matches" in err
+
 
 def test_rescore_updates_a_record_when_metrics_change(run_bench, tmp_path):
     results = tmp_path / "results"
