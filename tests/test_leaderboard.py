@@ -90,3 +90,50 @@ def test_ties_use_one_item_map_across_runs(tmp_path, plugins):
     tables = build_tables((p.parent, r) for p, r in iter_records(tmp_path))
     mark_ties_with_best(tables, plugins.registries.metrics.get("ranking").build())
     assert tables[0].ties_with_best["recall@10"] == {0, 1}
+
+
+def test_views_select_the_rows_their_recipes_produce(tmp_path):
+    from harness.config import config_hash, load_recipe, resolve
+    from harness.leaderboard_views import load_views, select_rows
+
+    (tmp_path / "benchmarks").mkdir()
+    recipe = tmp_path / "benchmarks" / "pair.yaml"
+    recipe.write_text("dataset: synthetic\nseeds: [0, 1]\ngrid:\n  model: [popularity, repeat-context]\n")
+    hashes = {config["model"]["name"]: config_hash(config) for config in resolve(load_recipe(recipe))}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "views.yaml").write_text("views:\n  - title: The pair\n    recipes: [benchmarks/pair.yaml]\n"
+                                        "    columns: [recall@10]\n    settings: [standard]\n")
+    records = [record("popularity", 0, 0.2, config_hash=hashes["popularity"]),
+               record("popularity", 1, 0.4, config_hash=hashes["popularity"]),
+               record("repeat-context", 0, 0.35, config_hash=hashes["repeat-context"]),
+               record("other", 0, 0.9)]
+    tables = build_tables([(None, r) for r in records])
+    [view] = load_views(results)
+    select_rows([view], tables)
+    [table] = view.tables
+    assert [row.label["model"] for row in table.rows] == ["repeat-context", "popularity"]  # by recall@10
+    text = render_markdown(tables, [view])
+    section = text[text.index("## View: The pair"):]
+    assert "| other |" not in section and "arp@10" not in section
+    assert "| popularity | ce | none | 2 | 0.3000 ± 0.1414 |" in section
+    assert "| repeat-context | ce | none | 1 | **0.3500** |" in section
+
+
+@pytest.mark.parametrize("body, message", [
+    ("views:\n  - title: A\n    recipes: [missing.yaml]\n", "view 1 ('A'): field 'recipes': recipe"),
+    ("views:\n  - title: A\n    recipes: [r.yaml]\n    colums: [recall@10]\n", "unknown field(s) ['colums']"),
+    ("views:\n  - title: A\n", "field 'recipes' must name at least one recipe"),
+    ("views: [\n", "views.yaml:2: malformed YAML"),
+])
+def test_a_bad_views_file_names_file_view_and_field(tmp_path, body, message):
+    from harness.config import ConfigError
+    from harness.leaderboard_views import load_views
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "r.yaml").write_text("model: {name: popularity}\n")
+    (results / "views.yaml").write_text(body)
+    with pytest.raises(ConfigError) as error:
+        load_views(results)
+    assert message in str(error.value) and "views.yaml" in str(error.value)

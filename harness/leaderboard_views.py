@@ -1,0 +1,99 @@
+"""Focused leaderboard views: the rows that some recipes produce, with chosen columns.
+
+The main tables hold every configuration; a study (a loss comparison, a system and its ablations) is read
+best as its own table. `results/views.yaml` lists views; each selects rows by the recipes that produced
+them (the config hashes a recipe expands to, seeds aside), so a view never depends on hand-picked run
+directories and picks up new seeds automatically. Views only select and re-present rows of the main
+tables: their numbers are the same records'.
+
+```yaml
+views:
+  - title: Loss comparison, KBRD
+    recipes: [benchmarks/loss_comparison.yaml, benchmarks/loss_comparison_cosine.yaml]
+    columns: [recall@10, tail_recall@10, pwp@10, arp@10]   # optional; default: the main columns
+    settings: [standard, novel]                             # optional; default: every setting
+```
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError
+
+VIEWS_FILE = "views.yaml"
+VIEW_KEYS = {"title", "recipes", "columns", "settings", "note"}
+
+
+class ViewError(ConfigError):
+    """A malformed views file; the message names the file, the view and the field."""
+
+
+@dataclass
+class View:
+    title: str
+    recipes: list[str]
+    config_hashes: set[str]
+    columns: list[str] | None = None
+    settings: list[str] | None = None
+    note: str = ""
+    tables: list[Any] = field(default_factory=list)  # filled by select_rows
+
+
+def load_views(results_dir: Path, root: Path | None = None) -> list[View]:
+    """Views of `results_dir/views.yaml` (none when the file is absent); recipe paths are relative to `root`
+    (default: the results directory's parent, the repository)."""
+    from .config import config_hash, load_recipe, resolve
+
+    path = results_dir / VIEWS_FILE
+    if not path.is_file():
+        return []
+    root = root if root is not None else results_dir.resolve().parent
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise ViewError(f"{path}:{mark.line + 1 if mark else 1}: malformed YAML") from None
+    entries = data.get("views") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ViewError(f"{path}: expected a top-level 'views:' list")
+    views = []
+    for position, entry in enumerate(entries, start=1):
+        where = f"{path}: view {position}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("title"), str):
+            raise ViewError(f"{where}: each view is a mapping with a 'title'")
+        unknown = sorted(set(entry) - VIEW_KEYS)
+        if unknown:
+            raise ViewError(f"{where} ('{entry['title']}'): unknown field(s) {unknown}; allowed: {sorted(VIEW_KEYS)}")
+        for key in ("recipes", "columns", "settings"):
+            value = entry.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise ViewError(f"{where} ('{entry['title']}'): field '{key}' must be a list of strings")
+        if not entry.get("recipes"):
+            raise ViewError(f"{where} ('{entry['title']}'): field 'recipes' must name at least one recipe")
+        hashes: set[str] = set()
+        for recipe in entry["recipes"]:
+            try:
+                hashes |= {config_hash(config) for config in resolve(load_recipe(root / recipe))}
+            except ConfigError as error:
+                raise ViewError(f"{where} ('{entry['title']}'): field 'recipes': {error}") from None
+        views.append(View(entry["title"], entry["recipes"], hashes, entry.get("columns"), entry.get("settings"),
+                          entry.get("note", "")))
+    return views
+
+
+def select_rows(views: list[View], tables: list[Any]) -> None:
+    """Give each view its tables: the main tables' rows whose config hash a view's recipes produce."""
+    from .leaderboard import Table
+
+    for view in views:
+        view.tables = []
+        for table in tables:
+            if view.settings is not None and table.setting not in view.settings:
+                continue
+            rows = [row for row in table.rows if row.config_hash in view.config_hashes]
+            if rows:
+                view.tables.append(Table(table.dataset, table.fingerprint, table.metric_versions, table.setting, rows))
