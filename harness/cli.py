@@ -160,12 +160,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from .registry import KINDS
+
     plugins = _plugins(args)
     components = [component.as_dict() for component in plugins.registries.all()]
     if args.json:
         print(json.dumps(components, indent=1))
         return 0
-    for kind in ("datasets", "models", "losses", "augmenters", "metrics"):
+    for kind in KINDS:
         print(f"{kind}:")
         for component in (c for c in components if c["kind"] == kind):
             origin = component["origin"] or {}

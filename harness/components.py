@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # torch stays out of `import harness`
     import torch
 
     from .ranking import MetricContext, RankedLists
+    from .registry import Registries
 
 
 @dataclass
@@ -34,6 +35,8 @@ class RunContext:
     seed: int = 0
     cache_dir: Path = Path(".cache")
     config: dict[str, Any] = field(default_factory=dict)
+    # every registered component, for components that build others by name (an augmenter's LLM backend)
+    registries: Registries | None = None
 
 
 @runtime_checkable

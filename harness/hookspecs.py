@@ -71,6 +71,14 @@ def crs_bench_register_metrics(registry: "Registry") -> None:
     The registration ``version`` is part of the comparability key of the leaderboard."""
 
 
+@hookspec
+def crs_bench_register_llm_backends(registry: "Registry") -> None:
+    """Register LLM backends for generating components (e.g. the `pda` augmenter and its judges):
+    ``factory(cache_dir=..., **params)`` returns an object with ``identity() -> dict`` (what makes its
+    output differ: kind, model, endpoint), ``chat(messages, *, temperature, max_tokens, seed) -> str``
+    and a ``calls`` counter. Components pick a backend by name through ``RunContext.registries``."""
+
+
 # --- lifecycle ------------------------------------------------------------------------------
 
 
@@ -122,4 +130,5 @@ REGISTRATION_HOOKS = {
     "losses": "crs_bench_register_losses",
     "augmenters": "crs_bench_register_augmenters",
     "metrics": "crs_bench_register_metrics",
+    "llm_backends": "crs_bench_register_llm_backends",
 }

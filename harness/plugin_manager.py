@@ -40,6 +40,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.losses.dr_loss",
     "plugins.losses.ahl",
     "plugins.augmenters",
+    "plugins.llm",
     "plugins.lumicrs",
     "plugins.metrics.recall",
     "plugins.metrics.longtail",

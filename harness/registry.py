@@ -9,7 +9,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-KINDS = ("datasets", "models", "losses", "augmenters", "metrics")
+KINDS = ("datasets", "models", "losses", "augmenters", "metrics", "llm_backends")
 
 
 class RegistryError(LookupError):
@@ -37,8 +37,9 @@ class Origin:
 class Component:
     """One registered component.
 
-    `factory(ctx, **params)` (models, losses, augmenters), `factory(**params)` (metrics) or
-    `factory(data_dir, **params)` (datasets) builds the object. The factory may be given as a
+    `factory(ctx, **params)` (models, losses, augmenters), `factory(**params)` (metrics),
+    `factory(data_dir, **params)` (datasets) or `factory(cache_dir=..., **params)` (LLM backends) builds
+    the object. The factory may be given as a
     ``"package.module:attribute"`` string, imported only when the component is built, so that a module
     full of torch code can be registered without importing torch (``bench plugins`` stays fast). `requires` declares what
     the harness must provide or check, e.g. ``{"item_counts"}`` for a loss or ``{"cosine_head"}``.
@@ -168,6 +169,7 @@ class Registries:
     losses: Registry = field(default_factory=lambda: Registry("losses"))
     augmenters: Registry = field(default_factory=lambda: Registry("augmenters"))
     metrics: Registry = field(default_factory=lambda: Registry("metrics"))
+    llm_backends: Registry = field(default_factory=lambda: Registry("llm_backends"))
 
     def of(self, kind: str) -> Registry:
         if kind not in KINDS:

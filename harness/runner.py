@@ -134,7 +134,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         thresholds = TierThresholds(**config["tiers"])
         augment_ctx = RunContext(dataset, compute_statistics(dataset.num_items, original_train.dialogues,
                                                             original_train.rec_samples, thresholds),
-                                 run.device, run.seed, cache_dir, config)
+                                 run.device, run.seed, cache_dir, config, plugins.registries)
         run.augmenter = components["augmenter"].build(augment_ctx, **config["augmenter"]["params"])
         added = run.augmenter.augment(list(original_train.dialogues), random.Random(run.seed))
         if any(not d.synthetic for d in added):
@@ -154,7 +154,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         hook.crs_bench_stage_finish(run=run, stage="augment", summary={
             "added_dialogues": len(added), "train_samples": len(run.train_samples), **run.augmenter.statistics()})
 
-        ctx = RunContext(dataset, run.stats, run.device, run.seed, cache_dir, config)
+        ctx = RunContext(dataset, run.stats, run.device, run.seed, cache_dir, config, plugins.registries)
         run.model = components["model"].build(ctx, **config["model"]["params"])
         run.loss = components["loss"].build(ctx, **config["loss"]["params"])
         if getattr(run.model, "trainable", False):

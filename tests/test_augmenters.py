@@ -13,7 +13,8 @@ import pytest
 from harness.components import RunContext
 from harness.data import RECOMMENDER, SEEKER, Catalogue, DataError, Dataset, Dialogue, KnowledgeGraph, Split, Turn
 from harness.popularity import compute_statistics
-from plugins.lumicrs import llm, parsing
+from harness.plugin_manager import load_plugins
+from plugins.lumicrs import parsing
 from plugins.lumicrs.augmenters import (PDAAugmenter, RandomAugmenter, SwapAugmenter, TemplateAugmenter,
                                         passes_similarity, vote_bucket)
 
@@ -28,7 +29,8 @@ def dataset():
 def context(dataset, cache_dir: Path) -> RunContext:
     train = dataset.splits["train"]
     stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples)
-    return RunContext(dataset, stats, "cpu", 0, cache_dir, {"tiers": {"head_min": 6, "tail_max": 1}})
+    return RunContext(dataset, stats, "cpu", 0, cache_dir, {"tiers": {"head_min": 6, "tail_max": 1}},
+                      REGISTRIES)
 
 
 class ScriptedBackend:
@@ -53,12 +55,13 @@ class ScriptedBackend:
                 f"Seeker: Great, thanks a lot.\nRecommender: Enjoy the evening!")
 
 
+REGISTRIES = load_plugins(autoload=False).registries
+REGISTRIES.llm_backends.add("scripted", ScriptedBackend, "Test backend: a well-formed dialogue per prompt.")
+
+
 @pytest.fixture(autouse=True)
 def scripted_backend():
-    llm.register_backend("scripted", ScriptedBackend, "test backend", replace=True)
     ScriptedBackend.instances.clear()
-    yield
-    llm.BACKENDS.pop("scripted", None)
 
 
 def pda(ctx, **params):
@@ -285,3 +288,13 @@ def test_pda_file_errors_name_file_line_and_field(dataset, tmp_path, line, field
         augmenter.augment(list(dataset.splits["train"].dialogues), random.Random(0))
     assert caught.value.file == str(path) and caught.value.line == 2 and caught.value.field == field
     assert message in str(caught.value)
+
+
+def test_pda_names_an_unknown_backend_before_any_work(dataset, tmp_path):
+    from harness.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="unknown llm_backend 'scriptd': did you mean 'scripted'"):
+        PDAAugmenter(context(dataset, tmp_path), backend="scriptd", encoder="hashing")
+    with pytest.raises(RegistryError, match="unknown llm_backend 'judge-x'"):
+        PDAAugmenter(context(dataset, tmp_path), backend="scripted", encoder="hashing",
+                     judges=["rule:length", "llm:judge-x"], accept_votes=1, review_votes=0)

@@ -16,7 +16,7 @@ HOOK_NAMES = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.is
 
 
 def test_every_hook_is_documented_and_tested():
-    assert len(HOOK_NAMES) == 13
+    assert len(HOOK_NAMES) == 14  # 6 registration + 8 lifecycle hooks
     for name in HOOK_NAMES:
         spec = getattr(hookspecs, name)
         assert spec.__doc__ and len(spec.__doc__.strip()) > 20, f"hook {name} has no docstring"
@@ -174,3 +174,7 @@ def test_crs_bench_register_augmenters(tmp_path):
 
 def test_crs_bench_register_metrics(tmp_path):
     _check_registration("metrics", tmp_path)
+
+
+def test_crs_bench_register_llm_backends(tmp_path):
+    _check_registration("llm_backends", tmp_path)

