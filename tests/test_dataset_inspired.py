@@ -121,6 +121,8 @@ def test_info_provenance(inspired):
     info = inspired.info
     assert info["num_train_dialogues"] == 801
     assert set(info["files"]) == {p.name for p in input_files(DATA)}
+    # relative to the data directory: committed records carry no machine-specific absolute path
+    assert {entry["path"] for entry in info["files"].values()} == {f"inspired/{p.name}" for p in input_files(DATA)}
     assert info["train_file_sha256"] == "f185878d61f4cf95036711612befbec2e587b42fcb7bf855fba3af08016e7743"
     assert info["partial_train"] is False
 

@@ -124,3 +124,14 @@ def sha256_content(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_provenance(paths: list[Path]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """({file name: {path, sha256}}, {decompressed name: sha256}) for a dataset's `info`.
+
+    The path is relative to the data directory (`<dataset>/<file>`): records are committed and shared, so
+    they must not carry one machine's absolute paths. The content hash identifies the file anyway."""
+    hashes = {path.name.removesuffix(".gz"): sha256_content(path) for path in paths}
+    files = {path.name: {"path": f"{path.parent.name}/{path.name}", "sha256": hashes[path.name.removesuffix(".gz")]}
+             for path in paths}
+    return files, hashes

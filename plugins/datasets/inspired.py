@@ -17,7 +17,7 @@ from harness.data import (
     merge_turns,
 )
 
-from .common import collapse, dataset_dir, find_file, iter_jsonl, read_json, require, sha256_content
+from .common import collapse, dataset_dir, file_provenance, find_file, iter_jsonl, read_json, require
 
 NAME = "inspired"
 VERSION = "1"
@@ -168,7 +168,7 @@ def build_inspired(data_dir: Path, **params: Any) -> Dataset:
         split: Split(split, read_split(find_file(directory, file), entity2id, item_index))
         for split, file in SPLIT_FILES.items()
     }
-    hashes = {path.name.removesuffix(".gz"): sha256_content(path) for path in paths}
+    files, hashes = file_provenance(paths)
     dataset = Dataset(
         name=NAME,
         catalogue=catalogue,
@@ -177,8 +177,7 @@ def build_inspired(data_dir: Path, **params: Any) -> Dataset:
         dedup_turn_labels=False,
         info={
             "source": "UniCRS DBpedia-linked INSPIRED (wxl1999/UniCRS data/inspired, processed)",
-            "files": {name: {"path": str(path), "sha256": hashes[name.removesuffix(".gz")]}
-                      for name, path in ((p.name, p) for p in paths)},
+            "files": files,
             "sha256_of": "decompressed content (a file and its .gz copy hash alike)",
             "train_file_sha256": hashes[SPLIT_FILES["train"]],
             "num_train_dialogues": len(splits["train"].dialogues),

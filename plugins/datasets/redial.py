@@ -21,7 +21,8 @@ from harness.data import (
     Turn, merge_turns,
 )
 
-from .common import collapse_unescape, dataset_dir, find_file, iter_jsonl, open_text, read_json, require, sha256_content
+from .common import (collapse_unescape, dataset_dir, file_provenance, find_file, iter_jsonl, open_text, read_json,
+                     require)
 
 NAME = "redial"
 VERSION = "1"
@@ -262,10 +263,10 @@ def build_redial(data_dir: Path, **params: Any) -> Dataset:
     for dialogues in (train, valid, test):
         with_entities(dialogues, linker)
 
-    hashes = {path.name.removesuffix(".gz"): sha256_content(path) for path in paths}
+    files, hashes = file_provenance(paths)
     info.update({
         "source": "official ReDial release (ReDialData/website, data branch, redial_dataset.zip)",
-        "files": {path.name: {"path": str(path), "sha256": hashes[path.name.removesuffix(".gz")]} for path in paths},
+        "files": files,
         "sha256_of": "decompressed content (a file and its .gz copy hash alike)",
         "train_file_sha256": hashes["train_data.jsonl"],
         "num_train_file_conversations": len(train_all),
