@@ -11,16 +11,18 @@ from typing import Any, Sequence
 from . import __version__
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from .api.conformance import ConformanceError
     from .config import ConfigError
     from .data import DataError
+    from .errors import RunError
+    from .migrations import MigrationError
     from .plugin_manager import PluginError
     from .registry import RegistryError
     from .requirements import RequirementError
     from .results import RecordError
-    from .runner import RunError
 
-    return (ConfigError, DataError, PluginError, RegistryError, RecordError, RequirementError, RunError,
-            FileNotFoundError)
+    return (ConfigError, ConformanceError, DataError, MigrationError, PluginError, RegistryError, RecordError,
+            RequirementError, RunError, FileNotFoundError)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model")
     run.add_argument("--loss")
     run.add_argument("--augmenter")
+    run.add_argument("--generator", help="attach a response generator (the conversation task)")
     run.add_argument("--dataset")
     run.add_argument("--seed", type=int)
     run.add_argument("--device", help="auto, cpu or cuda[:i] (default: auto)")
@@ -59,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", parents=[common], help="rebuild results/LEADERBOARD.{md,csv,json}")
     board.add_argument("--check", action="store_true", help="exit 1 if the committed leaderboard is stale")
     board.add_argument("--print", dest="print_table", action="store_true", help="print the Markdown leaderboard")
+
+    migrate = commands.add_parser("migrate", parents=[common],
+                                  help="rewrite the records of a results directory at the current schema")
+    migrate.add_argument("--check", action="store_true", help="do not write; exit 1 if any record is outdated")
 
     listing = commands.add_parser("plugins", parents=[common], help="list registered components and their origins")
     listing.add_argument("--json", action="store_true")
@@ -91,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
-                "compare": cmd_compare, "rescore": cmd_rescore}
+                "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -111,11 +118,13 @@ def _plugins(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import config as config_module
-    from .runner import data_dir_from, execute
+    from .loading import data_dir_from
+    from .runner import execute
 
     plugins = _plugins(args)
     recipe = config_module.load_recipe(args.recipe) if args.recipe else None
-    flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "dataset": args.dataset,
+    flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "generator": args.generator,
+             "dataset": args.dataset,
              "seed": args.seed, "device": args.device, "train.epochs": args.epochs, "limit": args.limit}
     configs = config_module.resolve(recipe, flags, args.overrides)
     if args.dry_run:
@@ -125,16 +134,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for config in configs:
         record = execute(config, plugins, results_dir=args.results_dir, data_dir=data_dir,
                          cache_dir=args.cache_dir, resume=args.resume, quiet=args.quiet)
-        _print_summary(record)
+        _print_summary(record, plugins.registries)
     return 0
 
 
-def _print_summary(record: dict[str, Any]) -> None:
-    keys = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10", "tail_recall@10", "coverage@10")
+def _print_summary(record: dict[str, Any], registries: Any) -> None:
+    """The run id and, per task and setting, the declared default columns of its metric families."""
     print(record["run_id"])
-    for setting, values in record["metrics"].items():
-        shown = "  ".join(f"{k}={values[k]:.4f}" for k in keys if isinstance(values.get(k), float))
-        print(f"  {setting:<8} n={values.get('n_samples')}  {shown}")
+    for task, settings in record["metrics"].items():
+        columns = [column for name in record["metric_families"] if name in registries.metrics
+                   for column in (registries.metrics.get(name).spec.columns or ())]
+        for setting, values in settings.items():
+            shown = "  ".join(f"{k}={values[k]:.4f}" for k in columns if isinstance(values.get(k), float))
+            print(f"  {task}/{setting:<8} {shown}")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -142,20 +154,38 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .results import write_atomic
 
     plugins = _plugins(args)
-    family = plugins.registries.metrics.get("ranking").build() if "ranking" in plugins.registries.metrics else None
     if args.check:
-        stale = stale_files(args.results_dir, family)
+        stale = stale_files(args.results_dir, plugins.registries)
         if stale:
             print("bench: leaderboard is stale (run `bench leaderboard`): " + ", ".join(map(str, stale)),
                   file=sys.stderr)
             return 1
         print("leaderboard is up to date")
         return 0
-    files = outputs(args.results_dir, family)
+    files = outputs(args.results_dir, plugins.registries)
     for path, text in files.items():
         write_atomic(path, text.encode())
     markdown = files[args.results_dir / f"{OUTPUT_STEM}.md"]
     print(markdown if args.print_table else f"wrote {', '.join(str(p) for p in files)}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from .migrations import migrate_directory
+    from .results import RECORD_FILE, SCHEMA_VERSION
+
+    if args.check:
+        outdated = [path.parent.name for path in sorted((args.results_dir / "runs").glob(f"*/{RECORD_FILE}"))
+                    if json_module.loads(path.read_text()).get("schema_version") != SCHEMA_VERSION]
+        for name in outdated:
+            print(f"{name}: schema is older than {SCHEMA_VERSION}")
+        return 1 if outdated else 0
+    moved = migrate_directory(args.results_dir)
+    for old, new in moved:
+        print(f"{old} -> {new}" if old != new else f"{old}: migrated")
+    print(f"{len(moved)} record(s) migrated to schema {SCHEMA_VERSION}; run `bench leaderboard` next")
     return 0
 
 
@@ -179,7 +209,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .runner import data_dir_from
+    from .loading import data_dir_from
     from .stored_runs import compare, expand_runs, open_run, render_comparison
 
     plugins = _plugins(args)
@@ -196,7 +226,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from .runner import data_dir_from
+    from .loading import data_dir_from
     from .stored_runs import open_run, rescore
 
     plugins = _plugins(args)
@@ -220,13 +250,12 @@ def cmd_data(args: argparse.Namespace) -> int:
             print(path)
         return 0
     from .data_info import describe, plot_popularity, render
+    from .loading import data_dir_from, load
     from .popularity import compute_statistics
-    from .runner import data_dir_from, prepare_dataset
 
     plugins = _plugins(args)
     component = plugins.registries.datasets.get(args.dataset)
-    dataset = prepare_dataset(component, {"dataset": {"name": args.dataset, "params": {}}},
-                              data_dir_from(args.data_dir), args.cache_dir)
+    dataset = load(component, {}, data_dir_from(args.data_dir), args.cache_dir)
     train = dataset.splits["train"]
     stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples)
     print(render(describe(dataset, stats)))

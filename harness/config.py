@@ -17,15 +17,17 @@ from typing import Any, Iterator
 
 import yaml
 
-COMPONENT_KINDS = ("dataset", "model", "loss", "augmenter")
+COMPONENT_KINDS = ("dataset", "model", "loss", "augmenter", "generator")
+OPTIONAL_COMPONENTS = ("generator",)  # None: not attached
 
 DEFAULTS: dict[str, Any] = {
     "dataset": {"name": "synthetic", "params": {}},
     "model": {"name": "linear-context", "params": {}},
     "loss": {"name": "ce", "params": {}},
     "augmenter": {"name": "none", "params": {}},
+    "generator": None,  # a response generator for the conversation task, {name, params}; None: none attached
     "metrics": None,  # None: every registered metric family
-    "metric_params": {"pwp_beta": 0.5},
+    "metric_params": {},  # parameters the chosen metric families declare (e.g. longtail's pwp_beta)
     "tiers": {"head_min": 6, "tail_max": 1},
     "train": {
         "epochs": 20,
@@ -117,6 +119,9 @@ def _normalise(data: dict[str, Any], source: Path | None) -> dict[str, Any]:
         where = _mark(source, key) if source else "config"
         if key not in DEFAULTS:
             raise ConfigError(f"{where}: unknown setting '{key}' (known: {', '.join(sorted(DEFAULTS))})")
+        if key in OPTIONAL_COMPONENTS and value is None:
+            result[key] = None
+            continue
         if key in COMPONENT_KINDS:
             if isinstance(value, str):
                 value = {"name": value, "params": {}}
@@ -152,6 +157,11 @@ def _check_key(parts: list[str], source: Path | None, dotted: str, mark: str | N
 def set_dotted(config: dict[str, Any], dotted: str, value: Any, source: str = "--set") -> None:
     parts = dotted.split(".")
     _check_key(parts, None, dotted, mark=source)
+    if parts[0] in OPTIONAL_COMPONENTS and len(parts) == 1 and value in (None, "none", "null", ""):
+        config[parts[0]] = None
+        return
+    if parts[0] in OPTIONAL_COMPONENTS and len(parts) > 1 and config.get(parts[0]) is None:
+        raise ConfigError(f"{source}: '{dotted}': choose a {parts[0]} first ('{parts[0]}=NAME')")
     if parts[0] in COMPONENT_KINDS and len(parts) == 1:
         if isinstance(value, dict):
             config[parts[0]] = _normalise({parts[0]: value}, None)[parts[0]]
@@ -237,6 +247,8 @@ def _check_types(config: dict[str, Any]) -> None:
         raise ConfigError(f"seed must be an integer, got {config['seed']!r}")
     if config["limit"] is not None and (not isinstance(config["limit"], int) or config["limit"] < 1):
         raise ConfigError(f"limit must be a positive integer, got {config['limit']!r}")
+    if not isinstance(config["metric_params"], dict):
+        raise ConfigError(f"metric_params must be a mapping of metric parameters, got {config['metric_params']!r}")
     if config["metrics"] is not None and not isinstance(config["metrics"], list):
         raise ConfigError("metrics must be a list of metric family names")
 
@@ -258,8 +270,11 @@ def validate_params(kind: str, name: str, factory: Any, params: dict[str, Any], 
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of the canonical config without the seed and the device (same experiment, other seed)."""
-    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS}
+    """SHA-256 of the canonical config without the seed and the device (same experiment, other seed).
+
+    Settings at their empty value (None or {}) are left out, so adding an optional setting to the
+    defaults never renames existing runs."""
+    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS and v is not None and v != {}}
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()
 
 

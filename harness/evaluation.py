@@ -16,30 +16,30 @@ from .ranking import LIST_LENGTH, MetricContext, RankedLists, context_item_mask,
 
 
 class ScoreAdjusted:
-    """Ranks with `loss.adjust_scores(scores)`: post-hoc logit adjustment (Menon et al.) at test time."""
+    """Ranks with `adjuster.adjust_scores(scores)`: post-hoc logit adjustment (Menon et al.) at test time."""
 
-    def __init__(self, model: Any, loss: Any):
-        self.model, self.loss = model, loss
+    def __init__(self, model: Any, adjuster: Any):
+        self.model, self.adjuster = model, adjuster
+        self.trainable = model.trainable
 
     def make_batch(self, split: Split, samples: Sequence[RecSample]) -> Any:
         return self.model.make_batch(split, samples)
 
     def scores(self, batch: Any):
-        return self.loss.adjust_scores(self.model.scores(batch))
+        return self.adjuster.adjust_scores(self.model.scores(batch))
 
     def eval(self) -> None:
-        if hasattr(self.model, "eval"):
-            self.model.eval()
+        self.model.eval()
 
 
 def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str] = SETTINGS,
                progress: Any = None) -> dict[str, RankedLists]:
+    """Score each distinct context once (batched, on the model's device) and take the top 50 per setting."""
     import torch
 
-    samples = split.rec_samples
-    contexts, sample_context = context_representatives(samples)
+    contexts, _ = context_representatives(split.rec_samples)
     tops: dict[str, list[np.ndarray]] = {setting: [] for setting in settings}
-    if hasattr(model, "eval"):
+    if model.trainable:
         model.eval()
     with torch.no_grad():
         for start in range(0, len(contexts), batch_size):
@@ -52,9 +52,21 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
                 tops["novel"].append(top_items(scores, LIST_LENGTH, excluded).cpu().numpy())
             if progress is not None:
                 progress.update(len(chunk))
+    return lists_from_tops(split.rec_samples, {setting: (np.concatenate(parts) if parts else
+                                                          np.zeros((0, LIST_LENGTH), dtype=np.int64))
+                                               for setting, parts in tops.items()})
+
+
+def lists_from_tops(samples: Sequence[RecSample], tops: dict[str, np.ndarray]) -> dict[str, RankedLists]:
+    """{setting: RankedLists} from per-context top lists: ``tops[setting]`` is [n_contexts, k] item indices,
+    one row per distinct context in the order of `harness.ranking.context_representatives(samples)`.
+
+    The `novel` lists keep only novel samples (their contexts' rows must already exclude the context
+    items). Stage plugins that rank their own way build their lists with this."""
+    _, sample_context = context_representatives(samples)
     result: dict[str, RankedLists] = {}
-    for setting in settings:
-        top = np.concatenate(tops[setting]) if tops[setting] else np.zeros((0, LIST_LENGTH), dtype=np.int64)
+    for setting, top in tops.items():
+        top = np.asarray(top, dtype=np.int64)
         keep = np.ones(len(samples), dtype=bool) if setting == "standard" else \
             np.fromiter((s.is_novel for s in samples), dtype=bool, count=len(samples))
         rows = sample_context[keep]
@@ -69,7 +81,7 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
     return result
 
 
-def metric_context(dataset: Dataset, stats: ItemStatistics, params: dict[str, Any]) -> MetricContext:
+def metric_context(dataset: Dataset, stats: ItemStatistics) -> MetricContext:
     neighbours = None
     if dataset.kg is not None:
         entity_neighbours = dataset.kg.neighbours()
@@ -79,19 +91,16 @@ def metric_context(dataset: Dataset, stats: ItemStatistics, params: dict[str, An
         popularity=np.asarray(stats.popularity, dtype=np.int64),
         tiers=np.asarray(stats.tiers),
         item_neighbours=neighbours,
-        params=dict(params),
     )
 
 
-def compute_metrics(lists: dict[str, RankedLists], metrics: dict[str, Any], ctx: MetricContext) -> dict[str, dict]:
-    """{setting: {key: value}} from every ranking metric family."""
-    values: dict[str, dict[str, Any]] = {}
-    for setting, ranked in lists.items():
-        values[setting] = {}
-        for name, metric in metrics.items():
-            if getattr(metric, "task", "rec") == "rec":
-                values[setting].update(metric.compute(ranked, ctx))
-    return values
+def compute_metrics(lists: dict[str, RankedLists], families: dict[str, Any], ctx: MetricContext) -> dict[str, dict]:
+    """{setting: {key: value}} from the built ranking families (`metric_families.Family`)."""
+    from .metric_families import merge_values
+
+    return {setting: merge_values({name: family.instance.compute(ranked, ctx) for name, family in families.items()},
+                                  families)
+            for setting, ranked in lists.items()}
 
 
 def sample_rows(lists: dict[str, RankedLists], item_ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -126,6 +135,3 @@ def lists_from_rows(rows: Sequence[dict[str, Any]], item_ids: Sequence[int]) -> 
         )
     return result
 
-
-def subsample(samples: Sequence[RecSample], limit: int | None) -> list[RecSample]:
-    return list(samples if limit is None else samples[:limit])

@@ -1,10 +1,14 @@
 """Rebuild the leaderboard purely from stored runs (records and their per-sample outputs).
 
-One table per (dataset, fingerprint, metric definitions) and setting: records that differ in any of
-those are never mixed. Rows are (model, loss, augmenter) configurations, aggregated over seeds as
-mean ± sample standard deviation with the seed count; the best value of each column is marked, and
-for the sample-level accuracy columns (Recall, NDCG, MRR) so is every row that a paired bootstrap over
-the stored per-sample lists cannot tell apart from the best (p >= 0.05, PROTOCOL.md §6.3).
+One table per dataset, fingerprint, task and setting. Within it, runs are compared only when every metric
+family they share has the same version and parameters (a run scored by another definition opens a table of
+its own); a family that only some runs have (installed or back-filled later) adds a column, never a table.
+Rows are configurations, aggregated over seeds as mean ± sample standard deviation with the seed count.
+
+The core knows no metric: columns, their direction (higher or lower is better), the sort key and which
+columns get significance marks come from the families' `MetricSpec` declarations. The best value of each
+column is bold; ≈ marks every row a paired bootstrap over the stored per-sample outputs cannot tell apart
+from the best (p >= 0.05, docs/protocol.md).
 """
 from __future__ import annotations
 
@@ -12,25 +16,41 @@ import csv
 import io
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .api.metrics import COUNT, HIGHER, INFO, LOWER, MetricSpec
 from .results import iter_records
 
 OUTPUT_STEM = "LEADERBOARD"
-# Columns shown in the Markdown tables, in order, when present; CSV and JSON keep every metric.
-MARKDOWN_COLUMNS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10", "tail_recall@10", "coverage@10",
-                    "ild@10", "arp@10", "pwp@10", "bleu2_legacy", "dist2_legacy")
-LOWER_IS_BETTER_PREFIXES = ("arp@",)
-COUNT_PREFIXES = ("n_",)
+LABEL_KINDS = ("model", "loss", "augmenter")
 
 
-def lower_is_better(metric: str) -> bool:
-    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
+@dataclass
+class Declarations:
+    """The metric declarations of the installed families, in registration order."""
 
+    specs: dict[str, MetricSpec] = field(default_factory=dict)
+    factories: dict[str, Any] = field(default_factory=dict)  # name -> Component, to build for significance
 
-SIGNIFICANCE_FAMILY = "ranking"  # its metrics average over samples, so samples.jsonl.gz suffices
+    @classmethod
+    def of(cls, registries: Any) -> "Declarations":
+        if registries is None:
+            return cls()
+        components = registries.metrics.in_order()
+        return cls({c.name: c.spec for c in components}, {c.name: c for c in components})
+
+    def family_of(self, key: str, task: str, names: Iterable[str]) -> str | None:
+        for name in names:
+            spec = self.specs.get(name)
+            if spec is not None and spec.task == task and spec.produces(key):
+                return name
+        return None
+
+    def direction(self, key: str, task: str, names: Iterable[str]) -> str:
+        name = self.family_of(key, task, names)
+        return self.specs[name].direction(key) or HIGHER if name else HIGHER
 
 
 @dataclass
@@ -41,6 +61,7 @@ class Row:
     values: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     run_dirs: list[Path] = field(default_factory=list)
+    samples: int | None = None
 
     def mean(self, metric: str) -> float | None:
         values = self.values.get(metric)
@@ -55,58 +76,125 @@ class Row:
 class Table:
     dataset: str
     fingerprint: str
-    metric_versions: dict[str, str]
+    task: str
     setting: str
+    families: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {task, version, params}
     rows: list[Row] = field(default_factory=list)
-    # metric -> labels of rows not significantly different from the best row (None: not tested)
+    declarations: Declarations = field(default_factory=Declarations)
+    # metric -> positions of rows not significantly different from the best row (absent: not tested)
     ties_with_best: dict[str, set[int]] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
         keys = {k for row in self.rows for k in row.values}
-        return sorted(keys, key=lambda k: (k.split("@")[0], int(k.split("@")[1]) if "@" in k and k.split("@")[1].isdigit() else 0, k))
+        return sorted(keys, key=_metric_order)
+
+    def direction(self, metric: str) -> str:
+        return self.declarations.direction(metric, self.task, self.family_order())
+
+    def family_order(self) -> list[str]:
+        """The table's families in registration order (unknown ones last, by name)."""
+        known = [name for name in self.declarations.specs if name in self.families]
+        return known + sorted(set(self.families) - set(known))
+
+    def columns(self) -> list[str]:
+        """The declared default columns of the table's families that some row has."""
+        present = {k for row in self.rows for k in row.values}
+        return [column for name in self.family_order() if name in self.declarations.specs
+                for column in self.declarations.specs[name].columns if column in present]
+
+    def sort_key(self) -> str | None:
+        """The first family's declared primary key, else the first scored column."""
+        return _primary(self) or next((c for c in self.columns() if self.direction(c) in (HIGHER, LOWER)), None)
 
     def best(self, metric: str) -> float | None:
         means = [m for m in (row.mean(metric) for row in self.rows) if m is not None]
         if not means:
             return None
-        return min(means) if lower_is_better(metric) else max(means)
+        return min(means) if self.direction(metric) == LOWER else max(means)
+
+    def with_rows(self, rows: list[Row]) -> "Table":
+        return replace(self, rows=rows, ties_with_best={})
 
 
-def build_tables(runs: Iterable[tuple[Path | None, dict[str, Any]]]) -> list[Table]:
+def _primary(table: Table) -> str | None:
+    """The first family's declared primary key (what rows are sorted by), when some row has it."""
+    present = {k for row in table.rows for k in row.values}
+    for name in table.family_order():
+        spec = table.declarations.specs.get(name)
+        if spec is not None and spec.primary and spec.primary in present:
+            return spec.primary
+    return None
+
+
+def _metric_order(key: str) -> tuple:
+    stem, _, cut = key.partition("@")
+    return (stem, int(cut) if cut.isdigit() else 0, key)
+
+
+def _compatible(table: Table, families: dict[str, dict[str, Any]]) -> bool:
+    return all(table.families[name] == identity for name, identity in families.items() if name in table.families)
+
+
+def build_tables(runs: Iterable[tuple[Path | None, dict[str, Any]]], registries: Any = None) -> list[Table]:
     """Tables from (run directory, record) pairs; the directory may be None when not needed."""
-    tables: dict[tuple, Table] = {}
+    declarations = Declarations.of(registries)
+    tables: dict[tuple, list[Table]] = {}
     for run_dir, record in runs:
         dataset = record["dataset"]
-        versions = record["metric_versions"]
-        for setting, values in record["metrics"].items():
-            key = (dataset["name"], dataset["fingerprint"], json.dumps(versions, sort_keys=True),
-                   json.dumps(record.get("metric_params", {}), sort_keys=True), setting)
-            table = tables.setdefault(key, Table(dataset["name"], dataset["fingerprint"], versions, setting))
-            label = {kind: record["config"][kind]["name"] for kind in ("model", "loss", "augmenter")}
-            row = next((r for r in table.rows if r.config_hash == record["config_hash"]), None)
-            if row is None:
-                row = Row(label, record["config_hash"])
-                table.rows.append(row)
-            if record["config"]["seed"] in row.seeds:
-                continue
-            row.seeds.append(record["config"]["seed"])
-            if run_dir is not None:
-                row.run_dirs.append(run_dir)
-            for metric, value in values.items():
-                if metric.startswith(COUNT_PREFIXES):
-                    row.counts[metric] = value
-                elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                    row.values.setdefault(metric, []).append(float(value))
-    result = sorted(tables.values(), key=lambda t: (t.dataset, t.fingerprint, t.setting != "standard", t.setting))
+        for task, settings in record["metrics"].items():
+            families = {name: identity for name, identity in record["metric_families"].items()
+                        if identity["task"] == task}
+            for setting, values in settings.items():
+                group = tables.setdefault((dataset["name"], dataset["fingerprint"], task, setting), [])
+                table = next((t for t in group if _compatible(t, families)), None)
+                if table is None:
+                    table = Table(dataset["name"], dataset["fingerprint"], task, setting, declarations=declarations)
+                    group.append(table)
+                table.families.update(families)
+                _add_run(table, run_dir, record, values, _sample_count(record, task, setting))
+    result = [table for group in tables.values() for table in group]
+    result.sort(key=lambda t: (t.dataset, t.fingerprint, t.task != "rec", t.task, t.setting != "standard", t.setting))
     for table in result:
         _disambiguate(table.rows)
-        table.rows.sort(key=lambda r: (-(r.mean("recall@10") or 0.0), _row_name(r)))
+        key = table.sort_key()
+        sign = 1.0 if key is not None and table.direction(key) == LOWER else -1.0
+        table.rows.sort(key=lambda r: (sign * (r.mean(key) if key and r.mean(key) is not None else 0.0), _row_name(r)))
     return result
 
 
+def _sample_count(record: dict[str, Any], task: str, setting: str) -> int | None:
+    """How many test samples the run scored in this task and setting (from the harness's own summary)."""
+    if task == "conv":
+        return (record.get("conversation") or {}).get("samples")
+    return record["dataset"]["splits"].get("test", {}).get("rec_samples", {}).get(setting)
+
+
+def _add_run(table: Table, run_dir: Path | None, record: dict[str, Any], values: dict[str, Any],
+             samples: int | None) -> None:
+    label = {kind: record["config"][kind]["name"] for kind in LABEL_KINDS}
+    generator = record["config"].get("generator")
+    if table.task == "conv":
+        label["generator"] = generator["name"] if generator else "(model)"
+    row = next((r for r in table.rows if r.config_hash == record["config_hash"]), None)
+    if row is None:
+        row = Row(label, record["config_hash"], samples=samples)
+        table.rows.append(row)
+    if record["config"]["seed"] in row.seeds:
+        return
+    row.seeds.append(record["config"]["seed"])
+    if run_dir is not None:
+        row.run_dirs.append(run_dir)
+    for metric, value in values.items():
+        direction = table.direction(metric)
+        if direction == COUNT:
+            row.counts[metric] = value
+        elif direction != INFO and isinstance(value, (int, float)) and not isinstance(value, bool):
+            row.values.setdefault(metric, []).append(float(value))
+
+
 def _row_name(row: Row) -> str:
-    return " + ".join(row.label[k] for k in ("model", "loss", "augmenter"))
+    return " + ".join(row.label[k] for k in row.label)
 
 
 def _disambiguate(rows: list[Row]) -> None:
@@ -119,47 +207,92 @@ def _disambiguate(rows: list[Row]) -> None:
             row.label = {**row.label, "augmenter": f"{row.label['augmenter']} [{row.config_hash[:8]}]"}
 
 
-def mark_ties_with_best(tables: list[Table], metric_family: Any, resamples: int = 1000) -> None:
-    """Paired bootstrap (seeds averaged per sample) of every row against the best row, per column."""
-    import numpy as np
-
-    from .evaluation import lists_from_rows
-    from .ranking import MetricContext
+def mark_ties_with_best(tables: list[Table], resamples: int = 1000) -> None:
+    """Paired bootstrap (seeds averaged per sample) of every row against the best row, for every column its
+    family declares testable from stored outputs."""
     from .results import read_samples
-    from .significance import paired_bootstrap
 
     for table in tables:
         if len(table.rows) < 2 or any(not row.run_dirs for row in table.rows):
             continue
-        stored = {position: [[r for r in read_samples(run_dir) if r.get("setting") == table.setting and "top" in r]
-                             for run_dir in sorted(row.run_dirs)] for position, row in enumerate(table.rows)}
-        # one native-id -> index map for the whole table, so that labels compare across runs
-        ids = sorted({item for runs in stored.values() for rows in runs for r in rows for item in [r["label"], *r["top"]]})
-        lists = {position: [lists_from_rows(rows, ids)[table.setting] for rows in runs]
-                 for position, runs in stored.items()}
-        ctx = MetricContext(num_items=len(ids), popularity=np.zeros(len(ids)), tiers=np.zeros(len(ids)))
-        columns = [m for m in table.metrics if m.split("@")[0] in ("recall", "ndcg", "mrr")]
-        for metric in columns:
-            means = [row.mean(metric) for row in table.rows]
-            if any(m is None for m in means):
-                continue
-            best = (min if lower_is_better(metric) else max)(range(len(means)), key=lambda i: means[i])
-            table.ties_with_best[metric] = {best}
-        cache: dict[tuple[int, int], dict] = {}
-        for metric, tied in table.ties_with_best.items():
-            best = next(iter(tied))
-            for position in range(len(table.rows)):
-                if position == best:
+        tested = _tested_columns(table)
+        if not tested:
+            continue
+        stored = {position: [read_samples(run_dir) for run_dir in sorted(row.run_dirs)]
+                  for position, row in enumerate(table.rows)}
+        compare = _rec_comparer(table, stored) if table.task == "rec" else _conv_comparer(table, stored)
+        for family_name, columns in tested.items():
+            family = table.declarations.factories[family_name].build(**table.families[family_name]["params"])
+            for metric in columns:
+                means = [row.mean(metric) for row in table.rows]
+                if any(m is None for m in means):
                     continue
-                key = (best, position)
-                if key not in cache:
-                    same_samples = all(run.sample_ids == lists[best][0].sample_ids
-                                       for run in lists[best] + lists[position])
-                    cache[key] = paired_bootstrap(lists[best], lists[position], ctx, [metric_family],
-                                                  resamples=resamples) if same_samples else {}
-                result = cache[key].get(metric)
-                if result and result["p"] is not None and result["p"] >= 0.05:
-                    tied.add(position)
+                pick = min if table.direction(metric) == LOWER else max
+                best = pick(range(len(means)), key=lambda i: means[i])
+                tied = {best}
+                for position in range(len(table.rows)):
+                    if position != best:
+                        result = compare(family, best, position, resamples).get(metric)
+                        if result and result["p"] is not None and result["p"] >= 0.05:
+                            tied.add(position)
+                table.ties_with_best[metric] = tied
+
+
+def _tested_columns(table: Table) -> dict[str, list[str]]:
+    """{family: [columns]} of the columns whose declaring family allows significance marks."""
+    tested: dict[str, list[str]] = {}
+    for metric in table.metrics:
+        name = table.declarations.family_of(metric, table.task, table.family_order())
+        if name is not None and table.declarations.specs[name].tested(metric) and name in table.families:
+            tested.setdefault(name, []).append(metric)
+    return tested
+
+
+def _rec_comparer(table: Table, stored: dict[int, list[list[dict[str, Any]]]]):
+    import numpy as np
+
+    from .evaluation import lists_from_rows
+    from .ranking import MetricContext
+    from .significance import paired_bootstrap
+
+    rows = {position: [[r for r in run if r.get("setting") == table.setting and "top" in r] for run in runs]
+            for position, runs in stored.items()}
+    # one native-id -> index map for the whole table, so that labels compare across runs
+    ids = sorted({item for runs in rows.values() for run in runs for r in run for item in [r["label"], *r["top"]]})
+    lists = {position: [lists_from_rows(run, ids)[table.setting] for run in runs] for position, runs in rows.items()}
+    ctx = MetricContext(num_items=len(ids), popularity=np.zeros(len(ids)), tiers=np.zeros(len(ids)))
+    cache: dict[tuple, dict] = {}
+
+    def compare(family: Any, best: int, other: int, resamples: int) -> dict:
+        key = (id(family), best, other)
+        if key not in cache:
+            same = all(run.sample_ids == lists[best][0].sample_ids for run in lists[best] + lists[other])
+            cache[key] = paired_bootstrap(lists[best], lists[other], ctx, [family], resamples=resamples) if same else {}
+        return cache[key]
+
+    return compare
+
+
+def _conv_comparer(table: Table, stored: dict[int, list[list[dict[str, Any]]]]):
+    from .significance import paired_bootstrap_text
+
+    responses = {position: [[r for r in run if r.get("task") == "conv"] for run in runs]
+                 for position, runs in stored.items()}
+    cache: dict[tuple, dict] = {}
+
+    def compare(family: Any, best: int, other: int, resamples: int) -> dict:
+        key = (id(family), best, other)
+        if key not in cache:
+            reference = responses[best][0]
+            ids = [r["id"] for r in reference]
+            same = all([r["id"] for r in run] == ids for run in responses[best] + responses[other])
+            cache[key] = paired_bootstrap_text([[r["prediction"] for r in run] for run in responses[best]],
+                                               [[r["prediction"] for r in run] for run in responses[other]],
+                                               [r["reference"] for r in reference], [family],
+                                               resamples=resamples) if same else {}
+        return cache[key]
+
+    return compare
 
 
 def _cell(row: Row, metric: str, best: float | None, tied: bool = False) -> str:
@@ -176,23 +309,24 @@ def _cell(row: Row, metric: str, best: float | None, tied: bool = False) -> str:
 def render_markdown(tables: list[Table], views: Sequence[Any] = ()) -> str:
     lines = ["# Leaderboard", "",
              "Generated by `bench leaderboard` from `results/runs/*/record.json`; do not edit by hand.",
-             "Mean ± sample std over seeds (n = number of seeds); **bold** = best in column "
-             "(lowest for ARP, highest otherwise); ≈ = not significantly different from the best row "
-             "(paired bootstrap over test samples, 1,000 resamples, p ≥ 0.05; Recall, NDCG and MRR columns). "
-             "Tables never mix dataset fingerprints or metric definitions.",
+             "Mean ± sample std over seeds (n = number of seeds); **bold** = best in column (lowest where the "
+             "metric family declares lower is better, e.g. ARP; highest otherwise); ≈ = not significantly "
+             "different from the best row (paired bootstrap over test samples, 1,000 resamples, p ≥ 0.05; the "
+             "columns each family declares testable, e.g. Recall, NDCG and MRR). Tables never mix dataset "
+             "fingerprints, tasks or metric definitions.",
              ""]
     if views:
         lines += ["Views (selected rows, defined in `results/views.yaml`): "
                   + "; ".join(f"[{view.title}](#{_anchor('view: ' + view.title)})" for view in views), ""]
     for table in tables:
-        lines += [f"## {table.dataset} · {table.setting}", ""] + _table_lines(table, MARKDOWN_COLUMNS)
+        lines += [f"## {table.dataset} · {table.task} · {table.setting}", ""] + _table_lines(table)
     if not tables:
         lines.append("No records yet: run `bench run` first.\n")
     for view in views:
         lines += [f"## View: {view.title}", "", f"Rows produced by {', '.join(f'`{r}`' for r in view.recipes)}."
                   + (f" {view.note}" if view.note else ""), ""]
         for table in view.tables:
-            lines += [f"### {table.dataset} · {table.setting}", ""] + _table_lines(table, view.columns or MARKDOWN_COLUMNS)
+            lines += [f"### {table.dataset} · {table.task} · {table.setting}", ""] + _table_lines(table, view.columns)
         if not view.tables:
             lines += ["No records of these recipes yet.", ""]
     return "\n".join(lines)
@@ -203,39 +337,48 @@ def _anchor(heading: str) -> str:
     return "".join(c for c in heading.lower() if c.isalnum() or c in " -_").replace(" ", "-")
 
 
-def _table_lines(table: Table, wanted: Sequence[str]) -> list[str]:
-    columns = [m for m in wanted if m in table.metrics]
-    versions = ", ".join(f"{k} v{v}" for k, v in sorted(table.metric_versions.items()))
-    samples = next((r.counts.get("n_samples") for r in table.rows if r.counts.get("n_samples") is not None), "?")
-    lines = [f"Dataset fingerprint `{table.fingerprint[:12]}` · {samples} test samples · metrics: {versions}", "",
-             "| model | loss | augmenter | n | " + " | ".join(columns) + " |",
-             "|---|---|---|---|" + "---|" * len(columns)]
+def _family_text(name: str, identity: dict[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(identity["params"].items()))
+    return f"{name} v{identity['version']}" + (f" ({params})" if params else "")
+
+
+def _table_lines(table: Table, wanted: Sequence[str] | None = None) -> list[str]:
+    present = set(table.metrics)
+    columns = [m for m in wanted if m in present] if wanted else table.columns()
+    families = ", ".join(_family_text(name, table.families[name]) for name in table.family_order())
+    samples = next((r.samples for r in table.rows if r.samples is not None), "?")
+    label_kinds = list(table.rows[0].label) if table.rows else list(LABEL_KINDS)
+    lines = [f"Dataset fingerprint `{table.fingerprint[:12]}` · {samples} test samples · metrics: {families}", "",
+             "| " + " | ".join(label_kinds) + " | n | " + " | ".join(columns) + " |",
+             "|" + "---|" * (len(label_kinds) + 1 + len(columns))]
     for position, row in enumerate(table.rows):
         cells = [_cell(row, metric, table.best(metric), position in table.ties_with_best.get(metric, ()))
                  for metric in columns]
-        lines.append(f"| {row.label['model']} | {row.label['loss']} | {row.label['augmenter']} | "
-                     f"{len(row.seeds)} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(row.label[k] for k in label_kinds) + f" | {len(row.seeds)} | "
+                     + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def render_csv(tables: list[Table]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["dataset", "fingerprint", "setting", "model", "loss", "augmenter", "config_hash", "n_seeds",
-                     "metric", "mean", "std"])
+    writer.writerow(["dataset", "fingerprint", "task", "setting", "model", "loss", "augmenter", "generator",
+                     "config_hash", "n_seeds", "metric", "mean", "std"])
     for table in tables:
         for row in table.rows:
             for metric in table.metrics:
                 mean, std = row.mean(metric), row.std(metric)
-                writer.writerow([table.dataset, table.fingerprint, table.setting, row.label["model"],
-                                 row.label["loss"], row.label["augmenter"], row.config_hash, len(row.seeds), metric,
+                writer.writerow([table.dataset, table.fingerprint, table.task, table.setting, row.label["model"],
+                                 row.label["loss"], row.label["augmenter"], row.label.get("generator", ""),
+                                 row.config_hash, len(row.seeds), metric,
                                  "" if mean is None else f"{mean:.6f}", "" if std is None else f"{std:.6f}"])
     return buffer.getvalue()
 
 
 def render_json(tables: list[Table]) -> str:
     data = [{
-        "dataset": t.dataset, "fingerprint": t.fingerprint, "setting": t.setting, "metric_versions": t.metric_versions,
+        "dataset": t.dataset, "fingerprint": t.fingerprint, "task": t.task, "setting": t.setting,
+        "metric_families": t.families,
         "rows": [{**r.label, "config_hash": r.config_hash, "seeds": sorted(r.seeds), "counts": r.counts,
                   "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None},
                   "tied_with_best": sorted(m for m, tied in t.ties_with_best.items() if i in tied)}
@@ -244,16 +387,17 @@ def render_json(tables: list[Table]) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def outputs(results_dir: Path, metric_family: Any = None) -> dict[Path, str]:
-    """The three leaderboard files; `metric_family` (the registered "ranking" family) enables the
-    significance marks. Views (`results/views.yaml`) add focused tables to the Markdown file."""
+def outputs(results_dir: Path, registries: Any = None, significance: bool = True) -> dict[Path, str]:
+    """The three leaderboard files. With `registries` (the installed plugins), columns, directions and
+    significance marks follow the families' declarations. Views (`results/views.yaml`) add focused tables to
+    the Markdown file."""
     from .leaderboard_views import load_views, select_rows
 
-    tables = build_tables((path.parent, record) for path, record in iter_records(results_dir))
+    tables = build_tables(((path.parent, record) for path, record in iter_records(results_dir)), registries)
     views = load_views(results_dir)
     select_rows(views, tables)
-    if metric_family is not None:
-        mark_ties_with_best(tables + [t for view in views for t in view.tables], metric_family)
+    if significance and registries is not None:
+        mark_ties_with_best(tables + [t for view in views for t in view.tables])
     return {
         results_dir / f"{OUTPUT_STEM}.md": render_markdown(tables, views),
         results_dir / f"{OUTPUT_STEM}.csv": render_csv(tables),
@@ -261,7 +405,7 @@ def outputs(results_dir: Path, metric_family: Any = None) -> dict[Path, str]:
     }
 
 
-def stale_files(results_dir: Path, metric_family: Any = None) -> list[Path]:
+def stale_files(results_dir: Path, registries: Any = None) -> list[Path]:
     """Files whose committed content differs from what the records give (for ``--check``)."""
-    return [path for path, text in outputs(results_dir, metric_family).items()
+    return [path for path, text in outputs(results_dir, registries).items()
             if not path.is_file() or path.read_text() != text]

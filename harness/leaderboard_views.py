@@ -87,8 +87,6 @@ def load_views(results_dir: Path, root: Path | None = None) -> list[View]:
 
 def select_rows(views: list[View], tables: list[Any]) -> None:
     """Give each view its tables: the main tables' rows whose config hash a view's recipes produce."""
-    from .leaderboard import Table
-
     for view in views:
         view.tables = []
         for table in tables:
@@ -96,4 +94,4 @@ def select_rows(views: list[View], tables: list[Any]) -> None:
                 continue
             rows = [row for row in table.rows if row.config_hash in view.config_hashes]
             if rows:
-                view.tables.append(Table(table.dataset, table.fingerprint, table.metric_versions, table.setting, rows))
+                view.tables.append(table.with_rows(rows))

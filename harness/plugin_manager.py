@@ -19,13 +19,15 @@ from typing import Sequence
 
 import pluggy
 
-from . import ENTRY_POINT_GROUP, PROJECT_NAME, __version__, hookspecs
+from . import ENTRY_POINT_GROUP, PROJECT_NAME, __version__
+from .api import hookspecs
 from .registry import Origin, Registries, RegistryError
 
 DISABLE_AUTOLOAD_ENV = "CRS_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 PLUGINS_ENV = "CRS_BENCH_PLUGINS"  # extra --plugin values, comma separated
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "harness.stages",  # the built-in train and predict stages (trylast)
     "plugins.synthetic",
     "plugins.datasets.inspired",
     "plugins.datasets.redial",

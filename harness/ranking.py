@@ -76,7 +76,6 @@ class MetricContext:
     popularity: np.ndarray  # [num_items] training-dialogue counts
     tiers: np.ndarray  # [num_items] "head" / "body" / "tail"
     item_neighbours: list[set[int]] | None = None  # KG 1-hop features for ILD (None: no KG)
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 def context_representatives(samples: Sequence[RecSample]) -> tuple[list[RecSample], np.ndarray]:

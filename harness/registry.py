@@ -9,7 +9,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-KINDS = ("datasets", "models", "losses", "augmenters", "metrics", "llm_backends")
+from .api.kinds import REGISTRY_NAMES, kind_of
+from .api.metrics import MetricSpec, patterns_overlap
+
+KINDS = REGISTRY_NAMES  # defined once, in harness.api.kinds
 
 
 class RegistryError(LookupError):
@@ -54,7 +57,16 @@ class Component:
     provides: frozenset[str] = frozenset()
     version: str = "1"
     origin: Origin | None = None
+    spec: MetricSpec | None = None  # metric families only: what they produce and accept
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def singular(self) -> str:
+        return kind_of(self.kind).singular
+
+    def describe(self) -> str:
+        """How messages name it: ``model 'kbrd' (builtin:plugins.models)``."""
+        return f"{self.singular} '{self.name}' ({self.origin.describe() if self.origin else 'unknown origin'})"
 
     def resolve(self) -> Callable[..., Any]:
         """The factory callable, importing it first when it was registered lazily."""
@@ -67,7 +79,7 @@ class Component:
             return getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             origin = self.origin.describe() if self.origin else "unknown origin"
-            raise RegistryError(f"{self.kind[:-1]} '{self.name}' ({origin}): cannot import factory "
+            raise RegistryError(f"{self.singular} '{self.name}' ({origin}): cannot import factory "
                                 f"'{self.factory}': {error}") from error
 
     def build(self, *args: Any, **params: Any) -> Any:
@@ -82,6 +94,8 @@ class Component:
             "provides": sorted(self.provides),
             "version": self.version,
             "origin": self.origin.as_dict() if self.origin else None,
+            **({"task": self.spec.task, "params": {k: p.default for k, p in self.spec.params.items()}}
+               if self.spec else {}),
         }
 
 
@@ -89,8 +103,7 @@ class Registry:
     """Components of one kind, keyed by name. Plugins call `add`; the harness calls `get`."""
 
     def __init__(self, kind: str):
-        if kind not in KINDS:
-            raise ValueError(f"unknown registry kind {kind!r}")
+        self.singular = kind_of(kind).singular
         self.kind = kind
         self._entries: dict[str, Component] = {}
         self._current_origin: Origin | None = None
@@ -104,13 +117,20 @@ class Registry:
         requires: set[str] | frozenset[str] | tuple[str, ...] = (),
         provides: set[str] | frozenset[str] | tuple[str, ...] = (),
         version: str = "1",
+        spec: MetricSpec | None = None,
         **extra: Any,
     ) -> Component:
-        """Register `name`; a second registration of the same name is an error naming both origins."""
+        """Register `name`; a second registration of the same name is an error naming both origins.
+
+        Metric families must pass ``spec=MetricSpec(...)``; no other kind takes one."""
         if not name or name != name.strip():
-            raise RegistryError(f"{self.kind[:-1]} name {name!r} is empty or padded")
+            raise RegistryError(f"{self.singular} name {name!r} is empty or padded")
         if not description:
-            raise RegistryError(f"{self.kind[:-1]} '{name}' needs a one-line description")
+            raise RegistryError(f"{self.singular} '{name}' needs a one-line description")
+        if self.kind == "metrics" and not isinstance(spec, MetricSpec):
+            raise RegistryError(f"metric '{name}' needs spec=MetricSpec(task=..., keys=...) at registration")
+        if self.kind != "metrics" and spec is not None:
+            raise RegistryError(f"{self.singular} '{name}': only metric families take a spec")
         component = Component(
             kind=self.kind,
             name=name,
@@ -120,17 +140,37 @@ class Registry:
             provides=frozenset(provides),
             version=str(version),
             origin=self._current_origin,
+            spec=spec,
             extra=dict(extra),
         )
         if name in self._entries:
             first = self._entries[name].origin
             raise RegistryError(
-                f"{self.kind[:-1]} '{name}' is registered twice: by "
+                f"{self.singular} '{name}' is registered twice: by "
                 f"{first.describe() if first else 'unknown'} and by "
                 f"{component.origin.describe() if component.origin else 'unknown'}"
             )
+        if spec is not None:
+            self._check_metric_overlap(component)
         self._entries[name] = component
         return component
+
+    def _check_metric_overlap(self, new: Component) -> None:
+        """Two families producing the same key (or taking the same parameter) is an error naming both."""
+        assert new.spec is not None
+        for other in self._entries.values():
+            assert other.spec is not None
+            if other.spec.task != new.spec.task:
+                continue
+            shared = [(a, b) for a in new.spec.keys for b in other.spec.keys if patterns_overlap(a, b)]
+            if shared:
+                raise RegistryError(f"metric families '{other.name}' ({other.origin.describe() if other.origin else '?'}) "
+                                    f"and '{new.name}' ({new.origin.describe() if new.origin else '?'}) both "
+                                    f"produce key '{shared[0][0]}'")
+            params = sorted(set(new.spec.params) & set(other.spec.params))
+            if params:
+                raise RegistryError(f"metric families '{other.name}' and '{new.name}' both declare the parameter "
+                                    f"'{params[0]}' (metric parameters share one namespace, metric_params)")
 
     def get(self, name: str) -> Component:
         try:
@@ -139,7 +179,7 @@ class Registry:
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        singular = self.kind[:-1]
+        singular = self.singular
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         if close:
             hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
@@ -159,22 +199,27 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def in_order(self) -> list[Component]:
+        """Components in registration order (built-in plugins first, in `BUILTIN_PLUGINS` order)."""
+        return list(self._entries.values())
 
-@dataclass
+
 class Registries:
-    """All component registries of one plugin manager."""
+    """All component registries of one plugin manager: ``registries.models``, ``registries.of("models")``."""
 
-    datasets: Registry = field(default_factory=lambda: Registry("datasets"))
-    models: Registry = field(default_factory=lambda: Registry("models"))
-    losses: Registry = field(default_factory=lambda: Registry("losses"))
-    augmenters: Registry = field(default_factory=lambda: Registry("augmenters"))
-    metrics: Registry = field(default_factory=lambda: Registry("metrics"))
-    llm_backends: Registry = field(default_factory=lambda: Registry("llm_backends"))
+    def __init__(self) -> None:
+        self._registries = {kind: Registry(kind) for kind in KINDS}
+
+    def __getattr__(self, kind: str) -> Registry:
+        registries = self.__dict__.get("_registries", {})
+        if kind in registries:
+            return registries[kind]
+        raise AttributeError(f"no registry {kind!r}; known: {', '.join(KINDS)}")
 
     def of(self, kind: str) -> Registry:
-        if kind not in KINDS:
+        if kind not in self._registries:
             raise ValueError(f"unknown registry kind {kind!r}")
-        return getattr(self, kind)
+        return self._registries[kind]
 
     def all(self) -> Iterator[Component]:
         for kind in KINDS:

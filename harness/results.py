@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: metrics per task ({"rec": {setting: ...}, "conv": ...}), metric_families; see migrations.py
 RECORD_FILE = "record.json"
 SAMPLES_FILE = "samples.jsonl.gz"
 
@@ -33,8 +33,9 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "environment": dict,
     "timings": dict,
     "training": dict,
+    "tasks": list,
     "metrics": dict,
-    "metric_versions": dict,
+    "metric_families": dict,
     "artifacts": dict,
 }
 
@@ -65,14 +66,20 @@ def validate_record(record: dict[str, Any]) -> None:
             raise RecordError(f"record field 'components.{kind}.name' is missing")
     if not record["metrics"]:
         raise RecordError("record has no metrics")
-    for setting, values in record["metrics"].items():
-        if not isinstance(values, dict):
-            raise RecordError(f"record field 'metrics.{setting}' must be a mapping")
-        for key, value in values.items():
-            if value is not None and not isinstance(value, (int, float, str)):
-                raise RecordError(f"metric '{setting}/{key}' has a non-scalar value")
-            if isinstance(value, float) and value != value:
-                raise RecordError(f"metric '{setting}/{key}' is NaN")
+    if sorted(record["metrics"]) != sorted(record["tasks"]):
+        raise RecordError(f"record 'tasks' {record['tasks']} do not match the tasks of 'metrics' {sorted(record['metrics'])}")
+    for task, settings in record["metrics"].items():
+        if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+            raise RecordError(f"record field 'metrics.{task}' must map settings to metric mappings")
+        for setting, values in settings.items():
+            for key, value in values.items():
+                if value is not None and not isinstance(value, (int, float, str)):
+                    raise RecordError(f"metric '{task}/{setting}/{key}' has a non-scalar value")
+                if isinstance(value, float) and value != value:
+                    raise RecordError(f"metric '{task}/{setting}/{key}' is NaN")
+    for name, identity in record["metric_families"].items():
+        if not isinstance(identity, dict) or {"task", "version", "params"} - set(identity):
+            raise RecordError(f"record field 'metric_families.{name}' needs task, version and params")
     json.dumps(record, allow_nan=False)  # raises on inf/NaN anywhere
 
 
@@ -97,6 +104,16 @@ def encode_samples(rows: Iterable[dict[str, Any]]) -> bytes:
     return gzip.compress(text.encode(), mtime=0)
 
 
+def encode_record(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Validate and atomically (re)write a record file."""
+    validate_record(record)
+    write_atomic(path, encode_record(record))
+
+
 def write_run(run_dir: Path, record: dict[str, Any], sample_rows: list[dict[str, Any]]) -> Path:
     """Validate, then write samples and record atomically (record last: its presence means complete)."""
     samples = encode_samples(sample_rows)
@@ -105,16 +122,20 @@ def write_run(run_dir: Path, record: dict[str, Any], sample_rows: list[dict[str,
     validate_record(record)
     write_atomic(run_dir / SAMPLES_FILE, samples)
     path = run_dir / RECORD_FILE
-    write_atomic(path, (json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
+    write_atomic(path, encode_record(record))
     return path
 
 
 def read_record(path: Path) -> dict[str, Any]:
+    """A validated record; records of older schema versions are migrated in memory (`migrations.py`)."""
+    from .migrations import migrate
+
     try:
         record = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise RecordError(f"{path}:{error.lineno}: invalid JSON: {error.msg}") from None
     try:
+        record = migrate(record)
         validate_record(record)
     except RecordError as error:
         raise RecordError(f"{path}: {error}") from None

@@ -1,59 +1,33 @@
-"""One benchmark run: build components, augment training data, train with model selection on valid,
-test once with the selected checkpoint, and write the record.
+"""One benchmark run: build and check components, augment the training dialogues, train (the
+``crs_bench_train`` stage), test once with the selected weights (``crs_bench_predict``), run the
+conversation task when the model speaks or a generator is attached, and write the record.
 
-Stages: ``augment`` -> ``train`` -> ``test``. Lifecycle hooks fire at run, stage and epoch boundaries.
+Stages: ``augment`` -> ``train`` -> ``test`` -> ``conv``. Lifecycle hooks fire at run, stage and epoch
+boundaries; the train and predict stages are hooks a plugin can take over (`harness.api.hookspecs`).
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from . import config as config_module
-from .components import RunContext
-from .data import Dataset, RecSample, Split
+from . import metric_families
+from .api.conformance import check, check_recommender, plan_loss
+from .api.context import RunContext, RunState
+from .api.interfaces import Augmenter, ResponseGenerator
+from .api.metrics import CONV_SETTING
+from .data import SETTINGS, Dataset, Split
+from .errors import RunError
+from .loading import DATA_DIR_ENV, data_dir_from, limit_samples  # noqa: F401 - re-exported for callers
 from .plugin_manager import Plugins
-from .popularity import ItemStatistics, TierThresholds, compute_statistics
+from .popularity import TierThresholds, compute_statistics
 from .registry import Component
 from .requirements import check_compatible
 from .results import SCHEMA_VERSION, run_id_for, write_run
-
-DATA_DIR_ENV = "CRS_BENCH_DATA"
-
-
-class RunError(RuntimeError):
-    """A run that cannot start (incompatible components, missing data); one line for the user."""
-
-
-@dataclass
-class RunState:
-    """What hooks see of a run in progress."""
-
-    config: dict[str, Any]
-    config_hash: str
-    run_id: str
-    run_dir: Path
-    seed: int
-    device: str
-    quiet: bool = False
-    dataset: Dataset | None = None
-    stats: ItemStatistics | None = None
-    train_split: Split | None = None
-    train_samples: list[RecSample] = field(default_factory=list)
-    components: dict[str, Component] = field(default_factory=dict)
-    model: Any = None
-    loss: Any = None
-    augmenter: Any = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def log(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{self.run_id}] {message}", file=sys.stderr, flush=True)
 
 
 def resolve_device(requested: str) -> str:
@@ -66,11 +40,6 @@ def resolve_device(requested: str) -> str:
     if requested != "cpu" and not requested.startswith("cuda"):
         raise RunError(f"device must be auto, cpu or cuda[:i], got '{requested}'")
     return requested
-
-
-def data_dir_from(setting: str | None) -> Path | None:
-    value = setting or os.environ.get(DATA_DIR_ENV)
-    return Path(value) if value else None
 
 
 def progress_factory(quiet: bool) -> Callable[..., Any]:
@@ -89,117 +58,148 @@ def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Compon
         "loss": registries.losses.get(config["loss"]["name"]),
         "augmenter": registries.augmenters.get(config["augmenter"]["name"]),
     }
+    if config.get("generator") is not None:
+        chosen["generator"] = registries.generators.get(config["generator"]["name"])
     for kind, component in chosen.items():
         config_module.validate_params(kind, component.name, component.resolve(), config[kind]["params"], skip=1)
-    metric_names = config["metrics"] if config["metrics"] is not None else registries.metrics.names()
-    for name in metric_names:
-        chosen[f"metric:{name}"] = registries.metrics.get(name)
     check_compatible(chosen["loss"], chosen["model"], stats_available=True)
     return chosen
 
 
-def prepare_dataset(component: Component, config: dict[str, Any], data_dir: Path | None, cache_dir: Path) -> Dataset:
-    from .dataset_cache import load_dataset
+def call_stage(plugins: Plugins, hook_name: str, run: RunState, stage: str, **kwargs: Any) -> Any:
+    """Call a ``firstresult`` stage hook implementation by implementation (last registered first, the
+    ``trylast`` built-in at the end), recording which plugin produced the result."""
+    for impl in reversed(getattr(plugins.hook, hook_name).get_hookimpls()):
+        try:
+            result = impl.function(run=run, **kwargs)
+        except (KeyboardInterrupt, RunError, config_module.ConfigError):
+            raise
+        except Exception as error:
+            if impl.plugin_name == "harness.stages":
+                raise
+            raise RunError(f"plugin '{impl.plugin_name}' raised in {hook_name} (stage '{stage}'): "
+                           f"{type(error).__name__}: {error}") from error
+        if result is not None:
+            run.stages[stage] = impl.plugin_name
+            return result
+    raise RunError(f"no plugin implemented {hook_name} for this run")
 
-    if component.extra.get("input_files") and data_dir is None:
-        raise RunError(f"dataset '{component.name}' reads files: pass --data-dir or set {DATA_DIR_ENV}")
-    return load_dataset(component, data_dir, config["dataset"]["params"], cache_dir)
+
+def predict(plugins: Plugins, run: RunState, split: Split, settings: tuple[str, ...]) -> dict[str, Any]:
+    """Ranked lists of `split` through the predict stage, checked to cover exactly its samples."""
+    lists = call_stage(plugins, "crs_bench_predict", run, "predict", split=split, settings=settings)
+    for setting in settings:
+        if setting not in lists:
+            raise RunError(f"stage 'predict' ({run.stages.get('predict')}) returned no '{setting}' lists")
+        expected = len(split.rec_samples_for(setting))
+        if lists[setting].n_samples != expected:
+            raise RunError(f"stage 'predict' ({run.stages.get('predict')}) ranked {lists[setting].n_samples} "
+                           f"'{setting}' samples of split '{split.name}', which has {expected}")
+    return lists
+
+
+def augment(run: RunState, component: Component, plugins: Plugins, dataset: Dataset, cache_dir: Path,
+            thresholds: TierThresholds) -> list[Any]:
+    """Add the augmenter's synthetic dialogues to the training split (never valid or test)."""
+    from .data import build_samples
+
+    original = dataset.splits["train"]
+    ctx = RunContext(dataset, compute_statistics(dataset.num_items, original.dialogues, original.rec_samples,
+                                                 thresholds),
+                     run.device, run.seed, cache_dir, run.config, plugins.registries)
+    run.augmenter = check(component.build(ctx, **run.config["augmenter"]["params"]), Augmenter, component.describe())
+    added = run.augmenter.augment(list(original.dialogues), random.Random(run.seed))
+    if any(not d.synthetic for d in added):
+        raise RunError(f"{component.describe()} returned dialogues not marked synthetic")
+    train = original
+    if added:
+        train = Split("train", list(original.dialogues) + list(added))
+        train.rec_samples, train.conv_samples = build_samples("train", train.dialogues, dataset.dedup_turn_labels)
+    run.train_split = train
+    run.train_samples = list(train.rec_samples)
+    run.stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples, thresholds)
+    return added
 
 
 def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data_dir: Path | None = None,
             cache_dir: Path = Path(".cache"), resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Run one resolved config end to end and return the written record."""
-    from . import evaluation, provenance, training
+    from . import evaluation, loading, provenance, record as record_module
     from .seeding import seed_everything
 
     started = time.perf_counter()
     digest = config_module.config_hash(config)
     run_id = run_id_for(config, digest)
     components = components_for(plugins, config)
+    families = metric_families.build(plugins.registries, config)
+    metric_families.check_select_metric(config["train"]["select_metric"], families["rec"])
     run = RunState(config=config, config_hash=digest, run_id=run_id, run_dir=results_dir / "runs" / run_id,
-                   seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet,
-                   components=components)
+                   seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
+                   components=components, metrics={**families["rec"], **families["conv"]})
     hook = plugins.hook
     seeds = seed_everything(run.seed)
     try:
         t0 = time.perf_counter()
-        dataset = prepare_dataset(components["dataset"], config, data_dir, cache_dir)
+        dataset = loading.load(components["dataset"], config["dataset"]["params"], data_dir, cache_dir,
+                               config["limit"])
         run.timings["load_seconds"] = time.perf_counter() - t0
-        dataset = limit_samples(dataset, config["limit"])
         run.dataset = dataset
 
         hook.crs_bench_stage_start(run=run, stage="augment")
         t0 = time.perf_counter()
-        original_train = dataset.splits["train"]
-        thresholds = TierThresholds(**config["tiers"])
-        augment_ctx = RunContext(dataset, compute_statistics(dataset.num_items, original_train.dialogues,
-                                                            original_train.rec_samples, thresholds),
-                                 run.device, run.seed, cache_dir, config, plugins.registries)
-        run.augmenter = components["augmenter"].build(augment_ctx, **config["augmenter"]["params"])
-        added = run.augmenter.augment(list(original_train.dialogues), random.Random(run.seed))
-        if any(not d.synthetic for d in added):
-            raise RunError(f"augmenter '{config['augmenter']['name']}' returned dialogues not marked synthetic")
-        train_split = original_train
-        if added:
-            from .data import build_samples
-
-            train_split = Split("train", list(original_train.dialogues) + list(added))
-            train_split.rec_samples, train_split.conv_samples = build_samples(
-                "train", train_split.dialogues, dataset.dedup_turn_labels)
-        run.train_split = train_split
-        run.train_samples = list(train_split.rec_samples)
-        run.stats = compute_statistics(dataset.num_items, train_split.dialogues, train_split.rec_samples,
-                                       thresholds)
+        added = augment(run, components["augmenter"], plugins, dataset, cache_dir, TierThresholds(**config["tiers"]))
         run.timings["augment_seconds"] = time.perf_counter() - t0
         hook.crs_bench_stage_finish(run=run, stage="augment", summary={
             "added_dialogues": len(added), "train_samples": len(run.train_samples), **run.augmenter.statistics()})
 
-        ctx = RunContext(dataset, run.stats, run.device, run.seed, cache_dir, config, plugins.registries)
-        run.model = components["model"].build(ctx, **config["model"]["params"])
-        run.loss = components["loss"].build(ctx, **config["loss"]["params"])
-        if getattr(run.model, "trainable", False):
+        # components see the training split after augmentation
+        ctx = RunContext(replace(dataset, splits={**dataset.splits, "train": run.train_split}), run.stats,
+                         run.device, run.seed, cache_dir, config, plugins.registries)
+        run.context = ctx
+        model_component, loss_component = components["model"], components["loss"]
+        run.model = check_recommender(model_component.build(ctx, **config["model"]["params"]),
+                                      model_component.describe())
+        run.loss = loss_component.build(ctx, **config["loss"]["params"])
+        run.loss_plan = plan_loss(run.loss, loss_component.requires, loss_component.describe())
+        if run.model.trainable:
             run.model.to(run.device)
-        if hasattr(run.loss, "to"):
-            run.loss = run.loss.to(run.device)
-        run.metrics = {name.split(":", 1)[1]: c.build() for name, c in components.items() if name.startswith("metric:")}
-        metric_ctx = evaluation.metric_context(dataset, run.stats, config["metric_params"])
+        if run.loss_plan.module is not None:
+            run.loss_plan.module.to(run.device)
+        if "generator" in components:
+            generator = components["generator"]
+            run.generator = check(generator.build(ctx, **config["generator"]["params"]), ResponseGenerator,
+                                  generator.describe())
+        metric_ctx = evaluation.metric_context(dataset, run.stats)
+        valid_split = dataset.splits["valid"]
+        run._validate = lambda: evaluation.compute_metrics(
+            predict(plugins, run, valid_split, ("standard",)), families["rec"], metric_ctx)["standard"]
+        run._epoch_end = lambda epoch, metrics: hook.crs_bench_epoch_end(run=run, epoch=epoch, metrics=metrics)
+        run._progress = progress_factory(quiet)
         run.run_dir.mkdir(parents=True, exist_ok=True)
         hook.crs_bench_run_start(run=run)
 
-        batch_size = config["train"]["eval_batch_size"]
-        progress = progress_factory(quiet)
-        valid_split = dataset.splits["valid"]
-
-        scorer = evaluation.ScoreAdjusted(run.model, run.loss) if getattr(run.loss, "adjusts_scores", False) \
-            else run.model
-
-        def validate() -> dict[str, Any]:
-            if hasattr(run.loss, "eval"):
-                run.loss.eval()
-            lists = evaluation.rank_split(scorer, valid_split, batch_size, settings=("standard",))
-            return evaluation.compute_metrics(lists, run.metrics, metric_ctx)["standard"]
-
         hook.crs_bench_stage_start(run=run, stage="train")
         t0 = time.perf_counter()
-        state = None
-        if getattr(run.model, "trainable", False) and config["train"]["epochs"] > 0:
-            state = training.train(run, validate, lambda epoch, metrics: hook.crs_bench_epoch_end(
-                run=run, epoch=epoch, metrics=metrics), resume, progress)
+        training_summary = call_stage(plugins, "crs_bench_train", run, "train")
         run.timings["train_seconds"] = time.perf_counter() - t0
-        training_summary = _training_summary(run, state)
         hook.crs_bench_stage_finish(run=run, stage="train", summary=training_summary)
 
         hook.crs_bench_stage_start(run=run, stage="test")
         t0 = time.perf_counter()
-        valid_metrics = validate()
-        test_split = dataset.splits["test"]
-        bar = progress(total=len({s.context_id for s in test_split.rec_samples}), desc="test", unit="context")
-        lists = evaluation.rank_split(scorer, test_split, batch_size, progress=bar)
-        bar.close()
-        metrics = evaluation.compute_metrics(lists, run.metrics, metric_ctx)
+        valid_metrics = run.validate()
+        lists = predict(plugins, run, dataset.splits["test"], SETTINGS)
+        metrics = {"rec": evaluation.compute_metrics(lists, families["rec"], metric_ctx)}
         run.timings["test_seconds"] = time.perf_counter() - t0
         hook.crs_bench_stage_finish(run=run, stage="test", summary={
             "samples": {s: v.n_samples for s, v in lists.items()}})
+        rows = evaluation.sample_rows(lists, dataset.catalogue.ids)
+        produced = dict(families["rec"])
+
+        conversation = conversation_stage(run, plugins, dataset, families["conv"])
+        if conversation is not None:
+            metrics["conv"] = {CONV_SETTING: conversation["metrics"]}
+            rows += conversation["rows"]
+            produced.update(families["conv"])
 
         run.timings["total_seconds"] = time.perf_counter() - started
         record = {
@@ -210,28 +210,33 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
             "seeds": seeds,
             "code": provenance.code_version(),
             "packages": provenance.package_versions(),
-            "dataset": _dataset_summary(dataset, run),
-            "components": {kind: _component_summary(components[kind], config[kind]["params"], built)
+            "dataset": record_module.dataset_summary(dataset, run),
+            "components": {kind: record_module.component_summary(components[kind], config[kind]["params"], built)
                            for kind, built in (("dataset", None), ("model", run.model), ("loss", run.loss),
-                                               ("augmenter", run.augmenter))},
+                                               ("augmenter", run.augmenter), ("generator", run.generator))
+                           if kind in components},
             "plugins": [{"name": name, **origin.as_dict()} for name, origin in sorted(plugins.origins.items())],
             "environment": provenance.environment(run.device),
             "timings": {k: round(v, 3) for k, v in run.timings.items()},
+            "stages": dict(run.stages),
             "training": {**training_summary, "valid_metrics": valid_metrics},
             "augmentation": {"added_dialogues": len(added), **run.augmenter.statistics()},
+            "tasks": sorted(metrics),
             "metrics": metrics,
-            "metric_versions": {name: components[f"metric:{name}"].version for name, metric in run.metrics.items()
-                                if getattr(metric, "task", "rec") == "rec"},
-            "metric_params": config["metric_params"],
-            "ild_features": {"source": "1-hop KG neighbours of each item (PROTOCOL.md §4.5)",
+            "metric_families": metric_families.identities(produced),
+            "ild_features": {"source": "1-hop KG neighbours of each item (docs/protocol.md)",
                              "empty_feature_items": None if metric_ctx.item_neighbours is None else
                              sum(1 for neighbours in metric_ctx.item_neighbours if not neighbours)},
             "artifacts": {},
             "extra": {},
         }
+        if conversation is not None:
+            record["conversation"] = conversation["summary"]
         hook.crs_bench_record_ready(record=record)
-        path = write_run(run.run_dir, record, evaluation.sample_rows(lists, dataset.catalogue.ids))
-        training.remove_checkpoints(run.run_dir)
+        path = write_run(run.run_dir, record, rows)
+        from .training import remove_checkpoints
+
+        remove_checkpoints(run.run_dir)
         hook.crs_bench_record_written(record=record, path=path)
         run.log(f"wrote {path}")
         hook.crs_bench_run_finish(run=run, record=record)
@@ -241,62 +246,30 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         raise
 
 
-def limit_samples(dataset: Dataset, limit: int | None) -> Dataset:
-    """`--limit N`: keep the first N recommendation samples of every split (smoke runs)."""
-    if limit is None:
-        return dataset
-    import hashlib
-
-    splits = {name: Split(name, split.dialogues, split.rec_samples[:limit], split.conv_samples[:limit])
-              for name, split in dataset.splits.items()}
-    # other samples, other task: a limited run must never share a leaderboard table with a full one
-    fingerprint = hashlib.sha256(f"{dataset.fingerprint}:limit={limit}".encode()).hexdigest()
-    return Dataset(dataset.name, dataset.catalogue, splits, dataset.kg, fingerprint,
-                   dataset.dedup_turn_labels, {**dataset.info, "limit": limit, "unlimited_fingerprint": dataset.fingerprint})
-
-
-def _training_summary(run: RunState, state: Any) -> dict[str, Any]:
-    if state is None:
-        return {"trained": False, "selection": "none (deterministic model)"}
-    throughput = state.samples_seen / state.seconds if state.seconds else None
-    return {
-        "trained": True,
-        "epochs_run": state.epoch,
-        "best_epoch": state.best_epoch,
-        "selection_metric": run.config["train"]["select_metric"],
-        "best_valid_value": state.best_value,
-        "stopped_early": state.stopped_early,
-        "steps": state.steps,
-        "train_samples": len(run.train_samples),
-        "throughput_samples_per_second": round(throughput, 1) if throughput else None,
-        "history": state.history,
-    }
-
-
-def _component_summary(component: Component, params: dict[str, Any], built: Any) -> dict[str, Any]:
-    """Registry facts plus what the built object reports of itself (`describe()`: resolved settings)."""
-    summary = {"name": component.name, "params": params, "version": component.version,
-               "origin": component.origin.as_dict() if component.origin else None,
-               "requires": sorted(component.requires), "provides": sorted(component.provides)}
-    if hasattr(built, "describe"):
-        summary["details"] = built.describe()
-    if hasattr(built, "parameters") and callable(built.parameters):
-        parameters = list(built.parameters())
-        summary["parameters"] = {"total": sum(p.numel() for p in parameters),
-                                 "trainable": sum(p.numel() for p in parameters if p.requires_grad)}
-    return summary
-
-
-def _dataset_summary(dataset: Dataset, run: RunState) -> dict[str, Any]:
-    splits = {}
-    for name, split in dataset.splits.items():
-        chosen = run.train_split if name == "train" and run.train_split is not None else split
-        splits[name] = {
-            "dialogues": len(chosen.dialogues),
-            "synthetic_dialogues": sum(d.synthetic for d in chosen.dialogues),
-            "rec_samples": {s: len(chosen.rec_samples_for(s)) for s in ("standard", "novel")},
-            "conv_samples": len(chosen.conv_samples),
-        }
-    return {"name": dataset.name, "fingerprint": dataset.fingerprint, "num_items": dataset.num_items,
-            "splits": splits, "popularity": run.stats.summary() if run.stats else None,
-            "info": dataset.info}
+def conversation_stage(run: RunState, plugins: Plugins, dataset: Dataset,
+                       families: dict[str, Any]) -> dict[str, Any] | None:
+    """The conversation task: when a generator is attached or the model speaks, fit it, generate one
+    response per test conversation sample, and score them with the conversation families."""
+    speaker = run.generator if run.generator is not None else \
+        (run.model if isinstance(run.model, ResponseGenerator) else None)
+    if speaker is None or not families:
+        return None
+    hook = plugins.hook
+    hook.crs_bench_stage_start(run=run, stage="conv")
+    t0 = time.perf_counter()
+    test = dataset.splits["test"]
+    fit_summary = speaker.fit(run.train_split, dataset.splits["valid"])
+    predictions = speaker.generate(test, test.conv_samples, run.model)
+    if len(predictions) != len(test.conv_samples) or not all(isinstance(p, str) for p in predictions):
+        raise RunError(f"response generator returned {len(predictions)} responses for "
+                       f"{len(test.conv_samples)} test conversation samples (one string each expected)")
+    references = [sample.reference for sample in test.conv_samples]
+    values = {name: family.instance.compute_text(predictions, references) for name, family in families.items()}
+    metrics = metric_families.merge_values(values, families)
+    run.timings["conv_seconds"] = time.perf_counter() - t0
+    summary = {"speaker": "generator" if run.generator is not None else "model", "samples": len(predictions),
+               "fit": fit_summary}
+    hook.crs_bench_stage_finish(run=run, stage="conv", summary=summary)
+    rows = [{"id": sample.uid, "task": "conv", "prediction": prediction, "reference": reference}
+            for sample, prediction, reference in zip(test.conv_samples, predictions, references)]
+    return {"metrics": metrics, "rows": rows, "summary": summary}

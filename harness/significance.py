@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import numpy as np
 
 from .ranking import MetricContext, RankedLists
+from .api.interfaces import BootstrapTerms, TextBootstrapTerms
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -182,13 +183,11 @@ def paired_bootstrap(lists_a: RankedLists | Sequence[RankedLists], lists_b: Rank
     weights = _Draws(sizes, resamples, seed)
     results: dict[str, dict[str, Any]] = {}
     for family in metrics:
-        if getattr(family, "task", "rec") != "rec":
-            raise ValueError(f"metric family {type(family).__name__} is not a ranking metric (task {family.task!r})")
-        if hasattr(family, "bootstrap_terms"):
+        if isinstance(family, BootstrapTerms):
             side_a = [_term_values(family.bootstrap_terms(lists, ctx), weights) for lists in runs_a]
             side_b = [_term_values(family.bootstrap_terms(lists, ctx), weights) for lists in runs_b]
         else:
-            unit = getattr(family, "resampling_unit", "samples")
+            unit = "samples"  # a family without terms is recomputed on resampled samples
             side_a = [_recompute_rec(family, lists, ctx, unit, weights) for lists in runs_a]
             side_b = [_recompute_rec(family, lists, ctx, unit, weights) for lists in runs_b]
         results.update(_compare(side_a, side_b))
@@ -326,9 +325,7 @@ def paired_bootstrap_text(predictions_a: Sequence[str] | Sequence[Sequence[str]]
     draws = _Draws({"responses": len(references)}, resamples, seed)
     results: dict[str, dict[str, Any]] = {}
     for family in metrics:
-        if getattr(family, "task", "conv") != "conv":
-            raise ValueError(f"metric family {type(family).__name__} is not a conversation metric")
-        if hasattr(family, "bootstrap_terms_text"):
+        if isinstance(family, TextBootstrapTerms):
             side_a = [_term_values(family.bootstrap_terms_text(p, references), draws) for p in runs_a]
             side_b = [_term_values(family.bootstrap_terms_text(p, references), draws) for p in runs_b]
         else:

@@ -7,17 +7,19 @@ KG features of the metrics are exactly those of the original run.
 from __future__ import annotations
 
 import glob
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import metric_families
+from .api.metrics import CONV_SETTING
+from .errors import RunError
 from .evaluation import compute_metrics, lists_from_rows, metric_context
+from .loading import load
 from .plugin_manager import Plugins
 from .popularity import TierThresholds, compute_statistics
 from .ranking import MetricContext, RankedLists
-from .results import RECORD_FILE, read_record, read_samples, write_atomic
-from .runner import RunError, limit_samples, prepare_dataset
+from .results import RECORD_FILE, read_record, read_samples, write_record
 
 
 @dataclass
@@ -26,47 +28,71 @@ class StoredRun:
     record: dict[str, Any]
     lists: dict[str, RankedLists]
     metric_ctx: MetricContext
+    responses: list[dict[str, Any]]  # conversation rows: id, prediction, reference
 
 
 def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: Path) -> StoredRun:
     record = read_record(run_dir / RECORD_FILE)
     config = record["config"]
     component = plugins.registries.datasets.get(config["dataset"]["name"])
-    dataset = limit_samples(prepare_dataset(component, config, data_dir, cache_dir), config["limit"])
+    dataset = load(component, config["dataset"]["params"], data_dir, cache_dir, config["limit"])
     if dataset.fingerprint != record["dataset"]["fingerprint"]:
         raise RunError(f"{run_dir}: dataset '{dataset.name}' now has fingerprint {dataset.fingerprint[:12]}, the run "
                        f"used {record['dataset']['fingerprint'][:12]}: the data or its processing changed")
     train = dataset.splits["train"]
     stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples, TierThresholds(**config["tiers"]))
-    ctx = metric_context(dataset, stats, record.get("metric_params", config["metric_params"]))
-    lists = lists_from_rows(read_samples(run_dir), dataset.catalogue.ids)
-    return StoredRun(run_dir, record, lists, ctx)
+    ctx = metric_context(dataset, stats)
+    rows = read_samples(run_dir)
+    lists = lists_from_rows(rows, dataset.catalogue.ids)
+    return StoredRun(run_dir, record, lists, ctx, [row for row in rows if row.get("task") == "conv"])
 
 
-def metric_families(plugins: Plugins, names: Sequence[str] | None) -> dict[str, Any]:
-    chosen = names if names is not None else plugins.registries.metrics.names()
-    return {name: plugins.registries.metrics.get(name) for name in chosen}
+def recompute(run: StoredRun, plugins: Plugins) -> tuple[dict[str, dict], dict[str, metric_families.Family]]:
+    """Every task's metrics from the stored outputs with today's families (rec from the ranked lists, conv
+    from the stored responses), and the families that produced them."""
+    families = metric_families.build(plugins.registries, run.record["config"])
+    metrics: dict[str, dict] = {}
+    produced: dict[str, metric_families.Family] = {}
+    if run.lists and families["rec"]:
+        metrics["rec"] = compute_metrics(run.lists, families["rec"], run.metric_ctx)
+        produced.update(families["rec"])
+    if run.responses and families["conv"]:
+        predictions = [row["prediction"] for row in run.responses]
+        references = [row["reference"] for row in run.responses]
+        values = {name: family.instance.compute_text(predictions, references) for name, family in families["conv"].items()}
+        metrics["conv"] = {CONV_SETTING: metric_families.merge_values(values, families["conv"])}
+        produced.update(families["conv"])
+    return metrics, produced
 
 
 def rescore(run: StoredRun, plugins: Plugins, write: bool) -> tuple[dict[str, dict], list[str]]:
-    """Recompute every metric from the stored lists; returns (metrics, differences from the record)."""
-    components = metric_families(plugins, run.record["config"]["metrics"])
-    metrics = compute_metrics(run.lists, {name: c.build() for name, c in components.items()}, run.metric_ctx)
+    """Recompute every metric from the stored outputs; returns (metrics, differences from the record).
+
+    Only families that produce values for a stored task enter ``metric_families``, so a rescore never
+    lists a family the run cannot be compared on."""
+    metrics, produced = recompute(run, plugins)
     differences = []
-    for setting, values in metrics.items():
-        stored = run.record["metrics"].get(setting, {})
-        for key, value in values.items():
-            if key not in stored:
-                differences.append(f"{setting}/{key}: new = {value}")
-            elif stored[key] != value and not _close(stored[key], value):
-                differences.append(f"{setting}/{key}: stored {stored[key]} != recomputed {value}")
+    for task, settings in metrics.items():
+        for setting, values in settings.items():
+            stored = run.record["metrics"].get(task, {}).get(setting, {})
+            for key, value in values.items():
+                where = f"{task}/{setting}/{key}"
+                if key not in stored:
+                    differences.append(f"{where}: new = {value}")
+                elif stored[key] != value and not _close(stored[key], value):
+                    differences.append(f"{where}: stored {stored[key]} != recomputed {value}")
+    identities = metric_families.identities(produced)
+    if identities != run.record["metric_families"]:
+        differences.append(f"metric_families: stored {sorted(run.record['metric_families'])} != {sorted(identities)}"
+                           if set(identities) != set(run.record["metric_families"]) else
+                           "metric_families: versions or parameters changed")
     if write and differences:
         record = dict(run.record)
         record["metrics"] = metrics
-        record["metric_versions"] = {name: c.version for name, c in components.items()}
+        record["tasks"] = sorted(metrics)
+        record["metric_families"] = identities
         record.setdefault("extra", {})["rescored"] = True
-        write_atomic(run.run_dir / RECORD_FILE,
-                     (json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
+        write_record(run.run_dir / RECORD_FILE, record)
     return metrics, differences
 
 
@@ -98,10 +124,9 @@ def compare(runs_a: StoredRun | Sequence[StoredRun], runs_b: StoredRun | Sequenc
     fingerprints = {run.record["dataset"]["fingerprint"] for run in every}
     if len(fingerprints) > 1:
         raise RunError("runs are on different data (dataset fingerprints differ): they cannot be paired")
-    names = sorted(set.intersection(*(set(run.record["metric_versions"]) for run in every)),
-                   key=lambda name: (name != "ranking", name))
-    families = [c.build() for c in metric_families(plugins, names).values()]
-    families = [f for f in families if getattr(f, "task", "rec") == "rec"]
+    names = set.intersection(*(set(run.record["metric_families"]) for run in every))
+    built = metric_families.build(plugins.registries, runs_a[0].record["config"])["rec"]
+    families = [family.instance for name, family in built.items() if name in names]
     settings = [s for s in runs_a[0].lists if all(s in run.lists for run in every)]
     return {setting: paired_bootstrap([run.lists[setting] for run in runs_a], [run.lists[setting] for run in runs_b],
                                       runs_a[0].metric_ctx, families, resamples=resamples, seed=seed)

@@ -6,7 +6,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .results import write_atomic
 from .seeding import capture_rng_state, restore_rng_state
@@ -44,20 +44,16 @@ def _load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def train(
-    run: Any,
-    validate: Callable[[], dict[str, Any]],
-    on_epoch_end: Callable[[int, dict[str, Any]], None],
-    resume: bool,
-    progress_factory: Callable[..., Any],
-) -> TrainingState:
+def train(run: Any) -> TrainingState:
     """Train `run.model` on `run.train_samples`, checkpointing into `run.run_dir` after every epoch.
 
-    Leaves the best validation checkpoint loaded in the model when it returns.
+    What to do with the loss (device, train/eval, epoch hook, weighted sampling, checkpointing) comes
+    from `run.loss_plan`, decided once at build time. Leaves the best validation checkpoint loaded in the
+    model when it returns.
     """
     import torch
 
-    model, settings, device = run.model, run.config["train"], run.device
+    model, settings, device, plan = run.model, run.config["train"], run.device, run.loss_plan
     samples = run.train_samples
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
     steps_per_epoch = max(1, -(-len(samples) // settings["batch_size"]))
@@ -65,50 +61,46 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
     state = TrainingState()
     checkpoint_path, best_path = run.run_dir / CHECKPOINT, run.run_dir / BEST_CHECKPOINT
-    if resume and checkpoint_path.is_file():
+    if run.resume and checkpoint_path.is_file():
         saved = _load(checkpoint_path)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        if saved.get("loss") is not None:
-            run.loss.load_state_dict(saved["loss"])  # stateful losses (CSL histograms) continue too
+        if saved.get("loss") is not None and plan.module is not None:
+            plan.module.load_state_dict(saved["loss"])  # stateful losses (CSL histograms) continue too
         state = TrainingState(**saved["state"])
         restore_rng_state(saved["rng"])
         run.log(f"resumed from epoch {state.epoch} ({checkpoint_path})")
     autocast = settings["precision"] != "fp32" and device.startswith("cuda")
     dtype = torch.bfloat16 if settings["precision"] == "bf16" else torch.float16
     select = settings["select_metric"]
-    loss_fn = run.loss
-    loss_needs = run.components["loss"].requires if "loss" in run.components else frozenset()
+    loss_fn = plan.loss
     labels_all = torch.tensor([s.label for s in samples], dtype=torch.long)
 
     while state.epoch < settings["epochs"] and state.bad_epochs < settings["patience"]:
         epoch = state.epoch + 1
         started = time.perf_counter()
         model.train()
-        if hasattr(loss_fn, "train"):
-            loss_fn.train()  # stateful losses (CSL, AHL) act only in training mode
-        if hasattr(loss_fn, "on_epoch_start"):
-            loss_fn.on_epoch_start(epoch - 1)  # 0-based: deferred re-weighting, per-epoch resets
+        if plan.module is not None:
+            plan.module.train()  # stateful losses (CSL, AHL) act only in training mode
+        if plan.epoch_hook is not None:
+            plan.epoch_hook.on_epoch_start(epoch - 1)  # 0-based: deferred re-weighting, per-epoch resets
         generator = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
-        if getattr(loss_fn, "wants_weighted_sampler", False):
-            weights = loss_fn.sample_weights(labels_all.to(device)).detach().float().cpu()
+        if plan.sampler is not None:
+            weights = plan.sampler.sample_weights(labels_all.to(device)).detach().float().cpu()
             order = torch.multinomial(weights, len(samples), replacement=True, generator=generator)
         else:
             order = torch.randperm(len(samples), generator=generator)
         total, batches = 0.0, 0
-        bar = progress_factory(total=len(samples), desc=f"epoch {epoch}", unit="sample")
+        bar = run.progress(total=len(samples), desc=f"epoch {epoch}", unit="sample")
         for start in range(0, len(samples), settings["batch_size"]):
             chunk = [samples[i] for i in order[start:start + settings["batch_size"]].tolist()]
-            if len(chunk) < 2 and "batch_min_2" in loss_needs:
-                continue  # e.g. DR-Loss ranks positives against the batch's negatives
+            if len(chunk) < plan.min_batch:
+                continue  # batch_min_2: e.g. DR-Loss ranks positives against the batch's negatives
             batch = model.make_batch(run.train_split, chunk)
             labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
-                if hasattr(model, "training_loss"):
-                    loss = model.training_loss(batch, labels, loss_fn)
-                else:
-                    loss = loss_fn(model(batch).float(), labels)
+                loss = model.training_loss(batch, labels, loss_fn)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {state.steps}")
             optimizer.zero_grad(set_to_none=True)
@@ -124,7 +116,7 @@ def train(
         bar.close()
         state.seconds += time.perf_counter() - started
         state.samples_seen += len(samples)
-        valid = validate()
+        valid = run.validate()
         value = valid.get(select)
         if value is None:
             raise KeyError(f"selection metric '{select}' is not produced by the configured metrics")
@@ -141,11 +133,11 @@ def train(
         state.stopped_early = state.bad_epochs >= settings["patience"] and epoch < settings["epochs"]
         _save(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "state": state.__dict__,
-                                "loss": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
+                                "loss": plan.module.state_dict() if plan.module is not None else None,
                                 "rng": capture_rng_state()})
         run.log(f"epoch {epoch}: loss {summary['train_loss']:.4f}, valid {select} {value:.4f}"
                 + (" *" if improved else ""))
-        on_epoch_end(epoch, {**summary, "valid": valid})
+        run.epoch_end(epoch, {**summary, "valid": valid})
     if best_path.is_file():
         model.load_state_dict(_load(best_path)["model"])
     return state

@@ -293,7 +293,7 @@ def test_pda_file_errors_name_file_line_and_field(dataset, tmp_path, line, field
 def test_pda_names_an_unknown_backend_before_any_work(dataset, tmp_path):
     from harness.registry import RegistryError
 
-    with pytest.raises(RegistryError, match="unknown llm_backend 'scriptd': did you mean 'scripted'"):
+    with pytest.raises(RegistryError, match="unknown LLM backend 'scriptd': did you mean 'scripted'"):
         PDAAugmenter(context(dataset, tmp_path), backend="scriptd", encoder="hashing")
     with pytest.raises(RegistryError, match="unknown llm_backend 'judge-x'"):
         PDAAugmenter(context(dataset, tmp_path), backend="scripted", encoder="hashing",

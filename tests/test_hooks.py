@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookimpl, hookspecs
+from harness import hookimpl
+from harness.api import hookspecs
 from harness.config import resolve
 from harness.plugin_manager import load_plugins
 from harness.runner import execute

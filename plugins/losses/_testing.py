@@ -1,7 +1,7 @@
 """Fake run context and registry for loss tests (7 items, no dataset); used by tests/test_losses*.py."""
 from __future__ import annotations
 
-from harness.components import RunContext
+from harness.api import RunContext
 from harness.popularity import ItemStatistics
 
 # 7 items: one head item with 50 labels down to an item never seen in training.

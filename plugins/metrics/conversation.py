@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness import hookimpl
+from harness.api import HIGHER, INFO, MetricSpec, hookimpl
 from harness.significance import SumTerm, Term, UnionTerm, evaluate_terms, mean_term
 
 if TYPE_CHECKING:
@@ -91,7 +91,6 @@ def sentence_bleu_legacy(hypothesis: Sequence[str], reference: Sequence[str], or
 class LegacyBleu:
     """bleu{n}_legacy: mean over responses of sentence-level BLEU-n on "System: " strings."""
 
-    task = "conv"
 
     def __init__(self, orders=ORDERS):
         self.orders = tuple(orders)
@@ -117,7 +116,6 @@ class LegacyBleu:
 class SacreBleu:
     """Corpus BLEU (sacrebleu defaults: 13a, mixed case, exp smoothing) with its signature."""
 
-    task = "conv"
 
     def _metric(self):
         from sacrebleu.metrics import BLEU
@@ -156,7 +154,6 @@ class SacreBleu:
 class Rouge:
     """rouge2 / rougeL F-measure (rouge-score, no stemmer), averaged over responses."""
 
-    task = "conv"
 
     def per_response(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
         from rouge_score.rouge_scorer import RougeScorer
@@ -199,7 +196,6 @@ def ngram_incidence(token_lists: Sequence[Sequence[str]], n: int) -> tuple["spar
 class Distinct:
     """dist{n}_legacy = |⋃ n-grams of prefixed predictions| / J; dist{n}_ratio = distinct / total."""
 
-    task = "conv"
 
     def __init__(self, orders=ORDERS):
         self.orders = tuple(orders)
@@ -224,8 +220,13 @@ class Distinct:
 @hookimpl
 def crs_bench_register_metrics(registry) -> None:
     registry.add("bleu_legacy", LegacyBleu, "Sentence BLEU-n (NLTK semantics) on 'System: ' strings, averaged.",
-                 version="1")
-    registry.add("sacrebleu", SacreBleu, "Corpus BLEU with sacrebleu defaults, plus its signature.", version="1")
-    registry.add("rouge", Rouge, "ROUGE-2 and ROUGE-L F-measure (rouge-score, no stemmer), averaged.", version="1")
+                 version="1", spec=MetricSpec("conv", {"bleu*_legacy": HIGHER}, columns=("bleu2_legacy",),
+                                              significance=("bleu*_legacy",)))
+    registry.add("sacrebleu", SacreBleu, "Corpus BLEU with sacrebleu defaults, plus its signature.", version="1",
+                 spec=MetricSpec("conv", {"sacrebleu": HIGHER, "sacrebleu_signature": INFO}, columns=("sacrebleu",)))
+    registry.add("rouge", Rouge, "ROUGE-2 and ROUGE-L F-measure (rouge-score, no stemmer), averaged.", version="1",
+                 spec=MetricSpec("conv", {"rouge2": HIGHER, "rougeL": HIGHER}, columns=("rouge2", "rougeL"),
+                                 significance=("rouge2", "rougeL")))
     registry.add("distinct", Distinct, "Distinct-n: legacy (per response, prefixed) and ratio (distinct/total).",
-                 version="1")
+                 version="1", spec=MetricSpec("conv", {"dist*_legacy": HIGHER, "dist*_ratio": HIGHER},
+                                              columns=("dist2_legacy", "dist2_ratio")))

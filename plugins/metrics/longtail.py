@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness import hookimpl
+from harness.api import COUNT, HIGHER, LOWER, MetricParam, MetricSpec, hookimpl
 from harness.ranking import MetricContext, RankedLists
 from harness.significance import Term, UnionTerm, evaluate_terms, mean_term, ratio_term
 
@@ -78,16 +78,14 @@ def list_ild(top: np.ndarray, features: "sparse.csr_matrix") -> np.ndarray:
 
 
 class LongTailMetrics:
-    """Tier-Recall, PWP, Coverage, ILD and ARP of one setting's lists."""
+    """Tier-Recall, PWP, Coverage, ILD and ARP of one setting's lists; `pwp_beta` is PWP's β."""
 
-    task = "rec"
-
-    def __init__(self, recall_ks=(1, 10, 50), list_ks=(10, 50), tiers=TIER_NAMES, beta: float | None = None):
+    def __init__(self, recall_ks=(1, 10, 50), list_ks=(10, 50), tiers=TIER_NAMES, pwp_beta: float = DEFAULT_BETA):
         self.recall_ks, self.list_ks, self.tiers = tuple(recall_ks), tuple(list_ks), tuple(tiers)
         unknown = set(self.tiers) - set(TIER_NAMES)
         if unknown:
             raise ValueError(f"unknown tiers {sorted(unknown)}; known: {', '.join(TIER_NAMES)}")
-        self.beta = beta
+        self.beta = float(pwp_beta)
         self._features_for: object | None = None  # the item_neighbours list the cache was built from
         self._features: "sparse.csr_matrix | None" = None
 
@@ -110,7 +108,7 @@ class LongTailMetrics:
         if popularity.shape != (ctx.num_items,) or tiers.shape != (ctx.num_items,):
             raise ValueError(f"MetricContext: popularity {popularity.shape} and tiers {tiers.shape} "
                              f"must both have one entry per item ({ctx.num_items})")
-        beta = float(self.beta if self.beta is not None else ctx.params.get("pwp_beta", DEFAULT_BETA))
+        beta = self.beta
         ranks = lists.ranks()
         found = ranks > 0
         labels = np.asarray(lists.labels)
@@ -171,4 +169,14 @@ class LongTailMetrics:
 @hookimpl
 def crs_bench_register_metrics(registry) -> None:
     registry.add("longtail", LongTailMetrics,
-                 "Tier-Recall@k (head/body/tail/cold with n), PWP@k, Coverage@k, ILD@k and ARP@k.", version="1")
+                 "Tier-Recall@k (head/body/tail/cold with n), PWP@k, Coverage@k, ILD@k and ARP@k.", version="1",
+                 spec=SPEC)
+
+
+SPEC = MetricSpec(
+    task="rec",
+    keys={**{f"{tier}_recall@*": HIGHER for tier in TIER_NAMES}, **{f"n_{tier}": COUNT for tier in TIER_NAMES},
+          "pwp@*": HIGHER, "coverage@*": HIGHER, "ild@*": HIGHER, "arp@*": LOWER},
+    columns=("tail_recall@10", "coverage@10", "ild@10", "arp@10", "pwp@10"),
+    params={"pwp_beta": MetricParam(float, DEFAULT_BETA, "PWP's popularity exponent β: weight (pop + 1)^-β")},
+)

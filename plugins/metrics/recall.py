@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import hookimpl
+from harness.api import COUNT, HIGHER, MetricSpec, hookimpl
 from harness.ranking import MetricContext, RankedLists
 from harness.significance import SumTerm, mean_term
 
@@ -30,8 +30,6 @@ def check_lists(lists: RankedLists, ctx: MetricContext) -> None:
 
 class RankingAccuracy:
     """The ranking-accuracy family, from the label ranks of one setting's lists."""
-
-    task = "rec"
 
     def __init__(self, recall_ks=(1, 10, 50), ndcg_ks=(10, 50), mrr_ks=(10, 50)):
         self.recall_ks, self.ndcg_ks, self.mrr_ks = tuple(recall_ks), tuple(ndcg_ks), tuple(mrr_ks)
@@ -64,4 +62,14 @@ class RankingAccuracy:
 
 @hookimpl
 def crs_bench_register_metrics(registry) -> None:
-    registry.add("ranking", RankingAccuracy, "Recall@k, NDCG@k and MRR@k over one-label samples.", version="1")
+    registry.add("ranking", RankingAccuracy, "Recall@k, NDCG@k and MRR@k over one-label samples.", version="1",
+                 spec=SPEC)
+
+
+SPEC = MetricSpec(
+    task="rec",
+    keys={"recall@*": HIGHER, "ndcg@*": HIGHER, "mrr@*": HIGHER, "n_samples": COUNT, "n_contexts": COUNT},
+    columns=("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10"),
+    significance=("recall@*", "ndcg@*", "mrr@*"),  # per-sample means: the stored lists determine them
+    primary="recall@10",
+)

@@ -11,14 +11,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from harness.components import RunContext
+from harness.api import LogitsTraining, RunContext
 from harness.data import RecSample, Split
 
 from .blocks import ItemHead, cosine_variant, item_prior
 from .text_encoder import DEFAULT_MODEL, ContextFeatures, TextEncoder, context_text
 
 
-class BertRec(nn.Module):
+class BertRec(LogitsTraining, nn.Module):
     trainable = True
 
     def __init__(self, ctx: RunContext, text_encoder: str = DEFAULT_MODEL, max_tokens: int = 256,

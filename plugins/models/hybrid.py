@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.components import RunContext
+from harness.api import LogitsTraining, RunContext
 from harness.data import RecSample, Split
 
 from .blocks import (GatedFusion, ItemHead, MentionBias, RGCNEncoder, SelfAttentionPooling, cosine_variant,
@@ -43,7 +43,7 @@ from .blocks import (GatedFusion, ItemHead, MentionBias, RGCNEncoder, SelfAttent
 from .text_encoder import DEFAULT_MODEL, ContextFeatures, TextEncoder
 
 
-class Hybrid(nn.Module):
+class Hybrid(LogitsTraining, nn.Module):
     trainable = True
 
     def __init__(self, ctx: RunContext, dim: int = 128, text_encoder: str = DEFAULT_MODEL, max_tokens: int = 256,
@@ -84,7 +84,7 @@ class Hybrid(nn.Module):
         self.mention_bias = None
         if mention_bias:  # initialised from the training split against the head's prior (uniform if none)
             self.mention_bias = MentionBias.from_training(
-                mention_bias, ctx.dataset.splits["train"].rec_samples,
+                mention_bias, ctx.train.rec_samples,
                 prior if prior is not None else np.full(ctx.dataset.num_items, -np.log(ctx.dataset.num_items)))
         self._entities: torch.Tensor | None = None
 

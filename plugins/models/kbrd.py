@@ -13,13 +13,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from harness.components import RunContext
+from harness.api import LogitsTraining, RunContext
 from harness.data import RecSample, Split
 
 from .blocks import ItemHead, RGCNEncoder, SelfAttentionPooling, cosine_variant, item_prior, pad, prepare_kg
 
 
-class KBRD(nn.Module):
+class KBRD(LogitsTraining, nn.Module):
     """Entity-only recommender: R-GCN + self-attention pooling + item head over the items' entity vectors."""
 
     trainable = True

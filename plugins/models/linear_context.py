@@ -13,13 +13,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from harness.components import RunContext
+from harness.api import LogitsTraining, RunContext
 from harness.data import RecSample, Split
 
 TOKEN = re.compile(r"[a-z0-9']+")
 
 
-class LinearContextRecommender(nn.Module):
+class LinearContextRecommender(LogitsTraining, nn.Module):
     trainable = True
 
     def __init__(self, ctx: RunContext, dim: int = 64, vocab_buckets: int = 8192, dropout: float = 0.1,

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from harness.components import RunContext
+from harness.api import LogitsTraining, RunContext
 from harness.data import RecSample, Split
 
 from .blocks import ItemHead, cosine_variant, item_prior, pad
@@ -35,7 +35,7 @@ def build_vocabulary(texts: Sequence[str], vocab_size: int, min_count: int) -> d
     return {word: index + 2 for index, word in enumerate(ranked[:vocab_size])}
 
 
-class TextCNN(nn.Module):
+class TextCNN(LogitsTraining, nn.Module):
     trainable = True
 
     def __init__(self, ctx: RunContext, embedding_dim: int = 300, channels: int = 256,
@@ -43,7 +43,7 @@ class TextCNN(nn.Module):
                  vocab_size: int = 30000, min_count: int = 1, head: str = "dot", scale: float = 30.0,
                  item_bias: str = "none"):
         super().__init__()
-        train = ctx.dataset.splits["train"]
+        train = ctx.train
         self.vocabulary = build_vocabulary([t.text for d in train.dialogues for t in d.turns], vocab_size,
                                            min_count)
         self.device, self.max_tokens, self.widths = ctx.device, max_tokens, tuple(widths)

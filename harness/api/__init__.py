@@ -1,0 +1,57 @@
+"""The public API of crs-bench: everything a plugin implements or uses, and nothing else.
+
+Plugins import from here (and from the documented helpers it re-exports), never from the runner or the
+plugin manager. Importing it is cheap: numpy-backed helpers (`RankedLists`, `MetricContext`,
+`lists_from_tops`, `context_representatives`) load on first use.
+
+* interfaces (`interfaces.py`): `DatasetFactory`, `Recommender`, `TrainableRecommender`, `Loss` and its
+  capabilities, `Augmenter`, `RankingMetricFamily` / `ConversationMetricFamily`, `LLMBackend`, `Retriever`,
+  `ResponseGenerator`;
+* hooks (`hookspecs.py`): registration, stage (``crs_bench_train``, ``crs_bench_predict``) and lifecycle;
+* component kinds (`kinds.py`), metric declarations (`metrics.py`), the build context and run state
+  (`context.py`), the data model (`harness.data`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import hookimpl
+from ..data import Catalogue, ConvSample, DataError, Dataset, Dialogue, KnowledgeGraph, RecSample, Split, Turn
+from ..popularity import ItemStatistics
+from .conformance import ConformanceError, LossPlan
+from .context import RunContext, RunState
+from .interfaces import (Augmenter, BootstrapTerms, ConversationMetricFamily, DatasetFactory, Describable,
+                         EpochHookLoss, LLMBackend, LogitsTraining, Loss, ModuleLoss, RankingMetricFamily,
+                         Recommender, ResponseGenerator, Retriever, ScoreAdjustingLoss, TextBootstrapTerms,
+                         TrainableRecommender, WeightedSamplingLoss)
+from .kinds import KINDS, ComponentKind
+from .metrics import COUNT, HIGHER, INFO, LOWER, MetricParam, MetricSpec
+
+_LAZY = {
+    "RankedLists": ("harness.ranking", "RankedLists"),
+    "MetricContext": ("harness.ranking", "MetricContext"),
+    "LIST_LENGTH": ("harness.ranking", "LIST_LENGTH"),
+    "context_representatives": ("harness.ranking", "context_representatives"),
+    "lists_from_tops": ("harness.evaluation", "lists_from_tops"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'harness.api' has no attribute {name!r}")
+
+
+__all__ = [
+    "hookimpl", "KINDS", "ComponentKind",
+    "Catalogue", "ConvSample", "DataError", "Dataset", "Dialogue", "KnowledgeGraph", "RecSample", "Split", "Turn",
+    "ItemStatistics", "RunContext", "RunState", "LossPlan", "ConformanceError",
+    "DatasetFactory", "Recommender", "TrainableRecommender", "LogitsTraining", "Loss", "ModuleLoss",
+    "EpochHookLoss", "ScoreAdjustingLoss", "WeightedSamplingLoss", "Augmenter", "RankingMetricFamily",
+    "ConversationMetricFamily", "BootstrapTerms", "TextBootstrapTerms", "LLMBackend", "Retriever",
+    "ResponseGenerator", "Describable", "MetricSpec", "MetricParam", "HIGHER", "LOWER", "COUNT", "INFO",
+    *_LAZY,
+]

@@ -1,0 +1,103 @@
+"""Metric families of a run: chosen from the config, built with their declared parameters, checked
+against their interface, and their values merged with a check that every key is declared by exactly
+the family that produced it. Nothing here knows a metric by name."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .api import interfaces
+from .api.conformance import check
+from .api.metrics import MetricSpec
+from .config import ConfigError
+from .errors import RunError
+from .registry import Component, Registries
+
+INTERFACE = {"rec": interfaces.RankingMetricFamily, "conv": interfaces.ConversationMetricFamily}
+
+
+@dataclass
+class Family:
+    """One built metric family with the parameters it was built with."""
+
+    name: str
+    component: Component
+    params: dict[str, Any]
+    instance: Any
+
+    @property
+    def spec(self) -> MetricSpec:
+        assert self.component.spec is not None
+        return self.component.spec
+
+    def identity(self) -> dict[str, Any]:
+        """What a leaderboard table compares: task, version and resolved parameters."""
+        return {"task": self.spec.task, "version": self.component.version, "params": dict(self.params)}
+
+
+def chosen(registries: Registries, names: Iterable[str] | None) -> list[Component]:
+    """The configured families (``metrics: [...]``), or every registered one when None."""
+    metrics = registries.metrics
+    return [metrics.get(name) for name in names] if names is not None else metrics.in_order()
+
+
+def check_params(components: list[Component], values: dict[str, Any]) -> None:
+    """Every ``metric_params`` key must be declared by one of the chosen families."""
+    declared = {name: c.name for c in components for name in (c.spec.params if c.spec else {})}
+    for key in values:
+        if key not in declared:
+            close = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                "declared: " + (", ".join(f"{k} ({v})" for k, v in sorted(declared.items())) or "none")
+            raise ConfigError(f"metric_params: unknown metric parameter '{key}': {hint}")
+
+
+def build(registries: Registries, config: dict[str, Any]) -> dict[str, dict[str, Family]]:
+    """{task: {name: Family}} for the run's config; bad parameters are a ConfigError."""
+    components = chosen(registries, config["metrics"])
+    values = config["metric_params"] or {}
+    check_params(components, values)
+    families: dict[str, dict[str, Family]] = {"rec": {}, "conv": {}}
+    for component in components:
+        spec = component.spec
+        assert spec is not None  # the registry refuses metric families without one
+        try:
+            params = spec.resolve_params({k: v for k, v in values.items() if k in spec.params})
+        except ValueError as error:
+            raise ConfigError(f"metric_params: {error} (family '{component.name}')") from None
+        instance = component.build(**params)
+        check(instance, INTERFACE[spec.task], component.describe())
+        families[spec.task][component.name] = Family(component.name, component, params, instance)
+    return families
+
+
+def check_select_metric(select: str, families: dict[str, Family]) -> None:
+    """The model-selection key must be a key some ranking family declares."""
+    if any(family.spec.produces(select) for family in families.values()):
+        return
+    examples = [column for family in families.values() for column in family.spec.columns]
+    close = difflib.get_close_matches(select, examples, n=3, cutoff=0.5)
+    hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else \
+        "declared columns: " + ", ".join(examples)
+    raise ConfigError(f"train.select_metric: '{select}' is produced by no selected metric family: {hint}")
+
+
+def merge_values(values: dict[str, dict[str, Any]], families: dict[str, Family]) -> dict[str, Any]:
+    """One flat mapping from each family's output; an undeclared or doubly produced key is an error."""
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, produced in values.items():
+        family = families[name]
+        for key, value in produced.items():
+            if not family.spec.produces(key):
+                raise RunError(f"{family.component.describe()} produced key '{key}', which its MetricSpec "
+                               f"does not declare")
+            if key in merged:
+                raise RunError(f"metric key '{key}' is produced by both '{source[key]}' and '{name}'")
+            merged[key], source[key] = value, name
+    return merged
+
+
+def identities(families: dict[str, Family]) -> dict[str, dict[str, Any]]:
+    return {name: family.identity() for name, family in families.items()}

@@ -1,0 +1,90 @@
+"""Record schema migrations. Readers migrate older records in memory; ``bench migrate`` rewrites a results
+directory once. Migrations change structure only, never a metric value.
+
+Schema 1 -> 2 (the task dimension):
+
+* ``metrics`` {setting: values} becomes {"rec": {setting: values}}; ``tasks`` lists the tasks;
+* ``metric_versions`` + the top-level ``metric_params`` become ``metric_families`` {name: {task, version,
+  params}}: each family with its own resolved parameters. Schema 1 had one metric parameter, longtail's
+  ``pwp_beta`` (core default 0.5); conversation families listed by ``bench rescore`` in schema 1 never
+  produced a value and are dropped;
+* in ``config``, ``metric_params.pwp_beta`` equal to that old default is removed (it is the longtail family's
+  declared default now) and ``generator: null`` added; the config hash (which now leaves empty settings out)
+  and the run id are recomputed, the old ones kept under ``extra.schema_1``;
+* ``stages`` records the built-in train and predict stages, the only ones schema 1 had.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+SCHEMA_1_CONVERSATION_FAMILIES = frozenset({"bleu_legacy", "sacrebleu", "rouge", "distinct"})
+SCHEMA_1_PWP_BETA = 0.5
+BUILTIN_STAGES = "harness.stages"
+
+
+class MigrationError(ValueError):
+    """A record that no migration can bring to the current schema."""
+
+
+def migrate(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` at the current schema version (unchanged when already current)."""
+    from .results import SCHEMA_VERSION
+
+    version = record.get("schema_version")
+    if version == SCHEMA_VERSION:
+        return record
+    if version == 1:
+        return _v1_to_v2(record)
+    raise MigrationError(f"record schema_version {version!r} is unknown (this harness writes {SCHEMA_VERSION})")
+
+
+def _v1_to_v2(old: dict[str, Any]) -> dict[str, Any]:
+    from .config import config_hash
+    from .results import run_id_for
+
+    record = copy.deepcopy(old)
+    old_params = record.pop("metric_params", None) or record["config"].get("metric_params") or {}
+    versions = record.pop("metric_versions", {})
+    record["metric_families"] = {
+        name: {"task": "rec", "version": str(version),
+               "params": {"pwp_beta": float(old_params.get("pwp_beta", SCHEMA_1_PWP_BETA))} if name == "longtail" else {}}
+        for name, version in sorted(versions.items()) if name not in SCHEMA_1_CONVERSATION_FAMILIES}
+    record["metrics"] = {"rec": record["metrics"]}
+    record["tasks"] = ["rec"]
+    record["stages"] = {"train": BUILTIN_STAGES, "predict": BUILTIN_STAGES}
+    config = record["config"]
+    params = dict(config.get("metric_params") or {})
+    if params.get("pwp_beta") == SCHEMA_1_PWP_BETA:
+        del params["pwp_beta"]
+    config["metric_params"] = params
+    config.setdefault("generator", None)
+    record.setdefault("extra", {})["schema_1"] = {"config_hash": old["config_hash"], "run_id": old["run_id"]}
+    record["config_hash"] = config_hash(config)
+    record["run_id"] = run_id_for(config, record["config_hash"])
+    record["schema_version"] = 2
+    return record
+
+
+def migrate_directory(results_dir: Path) -> list[tuple[str, str]]:
+    """Rewrite every record under ``results_dir/runs`` at the current schema and rename run directories whose
+    run id changed; returns (old directory name, new directory name) for each migrated run."""
+    import json
+
+    from .results import RECORD_FILE, SCHEMA_VERSION, write_record
+
+    moved = []
+    for path in sorted((results_dir / "runs").glob(f"*/{RECORD_FILE}")):
+        raw = json.loads(path.read_text())
+        if raw.get("schema_version") == SCHEMA_VERSION:
+            continue
+        record = migrate(raw)
+        target = path.parent.with_name(record["run_id"])
+        if target != path.parent and target.exists():
+            raise MigrationError(f"{path.parent}: migrated run id {record['run_id']} already exists")
+        write_record(path, record)
+        if target != path.parent:
+            path.parent.rename(target)
+        moved.append((path.parent.name, target.name))
+    return moved
