@@ -167,7 +167,7 @@ def _sample_count(record: dict[str, Any], task: str, setting: str) -> int | None
     """How many test samples the run scored in this task and setting (from the harness's own summary)."""
     if task == "conv":
         return (record.get("conversation") or {}).get("samples")
-    return record["dataset"]["splits"].get("test", {}).get("rec_samples", {}).get(setting)
+    return record["dataset"].get("splits", {}).get("test", {}).get("rec_samples", {}).get(setting)
 
 
 def _add_run(table: Table, run_dir: Path | None, record: dict[str, Any], values: dict[str, Any],

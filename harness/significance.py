@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import numpy as np
 
 from .ranking import MetricContext, RankedLists
-from .api.interfaces import BootstrapTerms, TextBootstrapTerms
+from .api.interfaces import BootstrapTerms, ResamplingUnit, TextBootstrapTerms
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -187,7 +187,7 @@ def paired_bootstrap(lists_a: RankedLists | Sequence[RankedLists], lists_b: Rank
             side_a = [_term_values(family.bootstrap_terms(lists, ctx), weights) for lists in runs_a]
             side_b = [_term_values(family.bootstrap_terms(lists, ctx), weights) for lists in runs_b]
         else:
-            unit = "samples"  # a family without terms is recomputed on resampled samples
+            unit = family.resampling_unit if isinstance(family, ResamplingUnit) else "samples"
             side_a = [_recompute_rec(family, lists, ctx, unit, weights) for lists in runs_a]
             side_b = [_recompute_rec(family, lists, ctx, unit, weights) for lists in runs_b]
         results.update(_compare(side_a, side_b))

@@ -47,10 +47,11 @@ def test_entry_point_plugin_runs_through_bench(installed_example, tmp_path):
     record = json.loads(record_path.read_text())
     assert record["components"]["model"]["origin"] == {
         "plugin": "example", "source": "entrypoint", "distribution": "crs-bench-example-plugin", "version": "0.3.1"}
-    assert record["metric_versions"] == {"ranking": "1", "example-hits": "1"}
-    hits = record["metrics"]["standard"]["example_hits@5"]
+    assert record["metric_families"] == {"ranking": {"task": "rec", "version": "1", "params": {}},
+                                         "example-hits": {"task": "rec", "version": "1", "params": {}}}
+    hits = record["metrics"]["rec"]["standard"]["example_hits@5"]
     # the KG-neighbour model finds same-genre movies: it beats chance (5 / 300 items) by far
-    assert hits / record["metrics"]["standard"]["n_samples"] > 5 * 5 / 300
+    assert hits / record["metrics"]["rec"]["standard"]["n_samples"] > 5 * 5 / 300
 
     disabled = subprocess.run([str(BENCH), "plugins"], capture_output=True, text=True, timeout=120,
                               env={**env, "CRS_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})

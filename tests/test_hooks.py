@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
-from harness.api import hookspecs
+from harness.api import KINDS, hookspecs
 from harness.config import resolve
 from harness.plugin_manager import load_plugins
 from harness.runner import execute
@@ -17,7 +17,8 @@ HOOK_NAMES = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.is
 
 
 def test_every_hook_is_documented_and_tested():
-    assert len(HOOK_NAMES) == 14  # 6 registration + 8 lifecycle hooks
+    assert len(HOOK_NAMES) == 18  # 8 registration (one per component kind) + 2 stage + 8 lifecycle hooks
+    assert {kind.hook for kind in KINDS} | set(hookspecs.STAGE_HOOKS) <= set(HOOK_NAMES)
     for name in HOOK_NAMES:
         spec = getattr(hookspecs, name)
         assert spec.__doc__ and len(spec.__doc__.strip()) > 20, f"hook {name} has no docstring"
@@ -144,10 +145,10 @@ def test_crs_bench_record_written(recorded_run):
     assert recorder.names().index("record_ready") < recorder.names().index("record_written")
 
 
-def _check_registration(kind, tmp_path):
+def _check_registration(kind, tmp_path, extra=""):
     hook_name = hookspecs.REGISTRATION_HOOKS[kind]
-    source = f"from harness import hookimpl\n\n@hookimpl\ndef {hook_name}(registry):\n" \
-             f"    registry.add('my-{kind}', lambda *a, **k: None, 'A test {kind}.', requires={{'item_counts'}})\n"
+    source = f"from harness.api import hookimpl, MetricSpec, HIGHER\n\n@hookimpl\ndef {hook_name}(registry):\n" \
+             f"    registry.add('my-{kind}', lambda *a, **k: None, 'A test {kind}.', requires={{'item_counts'}}{extra})\n"
     path = tmp_path / f"my_{kind}_plugin.py"
     path.write_text(source)
     plugins = load_plugins(extra=[str(path)], autoload=False)
@@ -174,8 +175,103 @@ def test_crs_bench_register_augmenters(tmp_path):
 
 
 def test_crs_bench_register_metrics(tmp_path):
-    _check_registration("metrics", tmp_path)
+    _check_registration("metrics", tmp_path, extra=", spec=MetricSpec('rec', {'my_key@*': HIGHER})")
+
+
+def test_crs_bench_register_retrievers(tmp_path):
+    _check_registration("retrievers", tmp_path)
+
+
+def test_crs_bench_register_generators(tmp_path):
+    _check_registration("generators", tmp_path)
 
 
 def test_crs_bench_register_llm_backends(tmp_path):
     _check_registration("llm_backends", tmp_path)
+
+
+COUNTING_PLUGIN = '''
+"""A model that trains and predicts its own way: it counts training labels and ranks without the built-in
+scorer (its make_batch/scores refuse to be used)."""
+import numpy as np
+
+from harness.api import LIST_LENGTH, context_representatives, hookimpl, lists_from_tops
+
+
+class CountingModel:
+    trainable = False  # the built-in trainer must not touch it; this plugin's train stage counts
+
+    def __init__(self, ctx):
+        self.num_items = ctx.dataset.num_items
+        self.counts = None
+
+    def make_batch(self, split, samples):
+        raise AssertionError("the built-in predict stage must not be used for the counting model")
+
+    def scores(self, batch):
+        raise AssertionError("the built-in predict stage must not be used for the counting model")
+
+
+@hookimpl
+def crs_bench_register_models(registry):
+    registry.add("counting", CountingModel, "Counts training labels in its own train stage.")
+
+
+@hookimpl
+def crs_bench_train(run):
+    if not isinstance(run.model, CountingModel):
+        return None
+    run.model.counts = np.bincount([s.label for s in run.train_samples], minlength=run.model.num_items)
+    return {"trained": True, "method": "label counts", "valid_recall@10": run.validate()["recall@10"]}
+
+
+@hookimpl
+def crs_bench_predict(run, split, settings):
+    if not isinstance(run.model, CountingModel):
+        return None
+    order = np.argsort(-run.model.counts, kind="stable")  # ties by ascending item index
+    contexts, _ = context_representatives(split.rec_samples)
+    tops = {"standard": np.tile(order[:LIST_LENGTH], (len(contexts), 1))}
+    if "novel" in settings:
+        tops["novel"] = np.array([[i for i in order if i not in set(c.context_items)][:LIST_LENGTH]
+                                  for c in contexts]).reshape(len(contexts), LIST_LENGTH)
+    return lists_from_tops(split.rec_samples, {s: tops[s] for s in settings})
+'''
+
+
+@pytest.fixture(scope="module")
+def counting_runs(tmp_path_factory):
+    """`bench run` of the counting plugin, and of the built-in popularity ranker by label counts."""
+    import json
+
+    from harness.cli import main
+
+    tmp = tmp_path_factory.mktemp("stages")
+    plugin = tmp / "counting_plugin.py"
+    plugin.write_text(COUNTING_PLUGIN)
+    common = ["--results-dir", str(tmp / "results"), "--cache-dir", str(tmp / "cache"), "--quiet",
+              "--plugin", str(plugin), *[arg for item in SMALL for arg in ("--set", item)]]
+    assert main(["run", "--model", "counting", *common]) == 0
+    assert main(["run", "--model", "popularity", "--set", "model.params.counts=label_counts", *common]) == 0
+    records = {json.loads(p.read_text())["config"]["model"]["name"]: json.loads(p.read_text())
+               for p in (tmp / "results" / "runs").glob("*/record.json")}
+    return records, str(plugin)
+
+
+def test_crs_bench_train(counting_runs):
+    records, plugin = counting_runs
+    counting = records["counting"]
+    assert counting["stages"]["train"] == plugin
+    assert counting["training"]["trained"] is True and counting["training"]["method"] == "label counts"
+    assert records["popularity"]["stages"]["train"] == "harness.stages"  # other models keep the built-in
+    # validation went through the plugin's own predict stage
+    assert counting["training"]["valid_recall@10"] == counting["training"]["valid_metrics"]["recall@10"]
+
+
+def test_crs_bench_predict(counting_runs):
+    records, plugin = counting_runs
+    counting, popularity = records["counting"], records["popularity"]
+    assert counting["stages"]["predict"] == plugin and popularity["stages"]["predict"] == "harness.stages"
+    # ranking by training-label counts, ties by ascending id: exactly the built-in label-count popularity
+    assert counting["metrics"] == popularity["metrics"]
+    assert counting["metrics"]["rec"]["novel"]["n_samples"] < counting["metrics"]["rec"]["standard"]["n_samples"]

@@ -9,19 +9,22 @@ from harness.results import write_run
 
 
 def record(model, seed, recall10, fingerprint="f" * 64, versions=None, arp=0.5, config_hash=None):
+    families = {name: {"task": "rec", "version": version, "params": {}}
+                for name, version in (versions or {"ranking": "1", "longtail": "1"}).items()}
     return {
-        "schema_version": 1, "run_id": f"{model}-{seed}-{fingerprint[:4]}", "config_hash": config_hash or model * 4,
+        "schema_version": 2, "run_id": f"{model}-{seed}-{fingerprint[:4]}", "config_hash": config_hash or model * 4,
         "config": {"model": {"name": model}, "loss": {"name": "ce"}, "augmenter": {"name": "none"}, "seed": seed},
         "seeds": {}, "code": {}, "packages": {}, "dataset": {"name": "toy", "fingerprint": fingerprint},
         "components": {"model": {"name": model}, "loss": {"name": "ce"}, "augmenter": {"name": "none"}},
-        "plugins": [], "environment": {}, "timings": {}, "training": {},
-        "metrics": {"standard": {"recall@10": recall10, "arp@10": arp, "n_samples": 10}},
-        "metric_versions": versions or {"ranking": "1"}, "artifacts": {},
+        "plugins": [], "environment": {}, "timings": {}, "training": {}, "tasks": ["rec"],
+        "metrics": {"rec": {"standard": {"recall@10": recall10, "arp@10": arp, "n_samples": 10}}},
+        "metric_families": families, "artifacts": {},
     }
 
 
-def test_mean_std_over_seeds_and_best_marked():
-    tables = build_tables([(None, record("a", 0, 0.2)), (None, record("a", 1, 0.4)), (None, record("b", 0, 0.1, arp=0.1))])
+def test_mean_std_over_seeds_and_best_marked(plugins):
+    tables = build_tables([(None, record("a", 0, 0.2)), (None, record("a", 1, 0.4)), (None, record("b", 0, 0.1, arp=0.1))],
+                          plugins.registries)
     [table] = tables
     rows = {row.label["model"]: row for row in table.rows}
     assert rows["a"].mean("recall@10") == pytest.approx(0.3)
@@ -29,14 +32,28 @@ def test_mean_std_over_seeds_and_best_marked():
     assert rows["b"].std("recall@10") is None and rows["a"].seeds == [0, 1]
     text = render_markdown(tables)
     assert "| a | ce | none | 2 | **0.3000 ± 0.1414** | 0.5000 ± 0.0000 |" in text
-    assert "| b | ce | none | 1 | 0.1000 | **0.1000** |" in text  # ARP: lower is better
+    assert "| b | ce | none | 1 | 0.1000 | **0.1000** |" in text  # ARP: lower is better, as longtail declares
+    assert rows["a"].counts == {"n_samples": 10}  # declared a count by the ranking family: not a column
+
+
+def test_without_declarations_no_column_is_guessed():
+    [table] = build_tables([(None, record("a", 0, 0.2, arp=0.1)), (None, record("b", 0, 0.1, arp=0.5))])
+    assert table.columns() == [] and table.direction("arp@10") == "higher"  # the core knows no metric
 
 
 def test_records_that_are_not_comparable_are_never_mixed():
     tables = build_tables([(None, record("a", 0, 0.2)), (None, record("a", 1, 0.4, fingerprint="e" * 64)),
                            (None, record("a", 2, 0.6, versions={"ranking": "2"}))])
     assert len(tables) == 3
+    assert {t.families["ranking"]["version"] for t in tables} == {"1", "2"}
     assert all(len(t.rows) == 1 and len(t.rows[0].seeds) == 1 for t in tables)
+
+
+def test_a_family_only_some_runs_have_adds_a_column_not_a_table(plugins):
+    tables = build_tables([(None, record("a", 0, 0.2, versions={"ranking": "1"})), (None, record("b", 0, 0.3))],
+                          plugins.registries)
+    [table] = tables
+    assert set(table.families) == {"ranking", "longtail"} and len(table.rows) == 2
 
 
 def test_check_detects_stale_files(tmp_path):
@@ -87,12 +104,12 @@ def test_ties_use_one_item_map_across_runs(tmp_path, plugins):
 
     write_run(tmp_path / "runs" / "a", record("a", 0, 0.5), rows(5000))
     write_run(tmp_path / "runs" / "b", record("b", 0, 0.5), rows(7000))
-    tables = build_tables((p.parent, r) for p, r in iter_records(tmp_path))
-    mark_ties_with_best(tables, plugins.registries.metrics.get("ranking").build())
+    tables = build_tables(((p.parent, r) for p, r in iter_records(tmp_path)), plugins.registries)
+    mark_ties_with_best(tables)
     assert tables[0].ties_with_best["recall@10"] == {0, 1}
 
 
-def test_views_select_the_rows_their_recipes_produce(tmp_path):
+def test_views_select_the_rows_their_recipes_produce(tmp_path, plugins):
     from harness.config import config_hash, load_recipe, resolve
     from harness.leaderboard_views import load_views, select_rows
 
@@ -108,7 +125,7 @@ def test_views_select_the_rows_their_recipes_produce(tmp_path):
                record("popularity", 1, 0.4, config_hash=hashes["popularity"]),
                record("repeat-context", 0, 0.35, config_hash=hashes["repeat-context"]),
                record("other", 0, 0.9)]
-    tables = build_tables([(None, r) for r in records])
+    tables = build_tables([(None, r) for r in records], plugins.registries)
     [view] = load_views(results)
     select_rows([view], tables)
     [table] = view.tables

@@ -29,7 +29,7 @@ def test_backends_are_a_plugin_kind_built_by_name_with_suggestions(registries):
     assert registries.llm_backends.get("hf").origin.plugin == "plugins.llm"
     built = llm.build_backend(registries, "openai", base_url="http://127.0.0.1:1/v1")
     assert isinstance(built, llm.OpenAIChat)
-    with pytest.raises(RegistryError, match="unknown llm_backend 'opneai': did you mean 'openai'"):
+    with pytest.raises(RegistryError, match="unknown LLM backend 'opneai': did you mean 'openai'"):
         llm.build_backend(registries, "opneai")
     with pytest.raises(RegistryError, match="registered twice"):
         registries.llm_backends.add("hf", llm.HFCausalLM, "again")

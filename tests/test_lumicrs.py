@@ -226,4 +226,4 @@ def test_lumicrs_trains_end_to_end_with_acfl_and_records_its_details(tmp_path):
     details = record["components"]["model"]["details"]
     assert details["prototypes"] == "learned" and details["num_prototypes"] == 5
     assert record["training"]["epochs_run"] == 2
-    assert 0.0 <= record["metrics"]["standard"]["recall@10"] <= 1.0
+    assert 0.0 <= record["metrics"]["rec"]["standard"]["recall@10"] <= 1.0

@@ -59,8 +59,8 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, plugins):
 def test_learned_model_beats_popularity_on_synthetic(tmp_path, plugins):
     learned = run(tmp_path, plugins, {"model": "linear-context", "train.epochs": 15}, ["train.lr=0.01"])
     popular = run(tmp_path, plugins, {"model": "popularity"})
-    assert learned["metrics"]["standard"]["recall@10"] > popular["metrics"]["standard"]["recall@10"] + 0.05
-    assert learned["metrics"]["novel"]["recall@10"] > popular["metrics"]["novel"]["recall@10"] + 0.05
+    assert learned["metrics"]["rec"]["standard"]["recall@10"] > popular["metrics"]["rec"]["standard"]["recall@10"] + 0.05
+    assert learned["metrics"]["rec"]["novel"]["recall@10"] > popular["metrics"]["rec"]["novel"]["recall@10"] + 0.05
 
 
 def test_model_selection_keeps_the_best_validation_epoch(tmp_path, plugins):
@@ -74,15 +74,18 @@ def test_model_selection_keeps_the_best_validation_epoch(tmp_path, plugins):
 def test_record_and_samples_carry_provenance(tmp_path, plugins):
     record = run(tmp_path, plugins, {"model": "popularity"})
     for field in ("config_hash", "config", "seeds", "code", "packages", "dataset", "plugins", "environment",
-                  "timings", "metrics", "metric_versions"):
+                  "timings", "tasks", "metrics", "metric_families", "stages"):
         assert field in record
     assert record["dataset"]["fingerprint"] and record["packages"]["torch"].startswith("2.")
     assert "git_commit" in record["code"] and "git_dirty" in record["code"]
     assert record["components"]["model"]["origin"]["source"] == "builtin"
+    assert record["stages"] == {"train": "harness.stages", "predict": "harness.stages"}
+    assert record["tasks"] == ["rec"]  # popularity does not speak and no generator is attached
+    assert record["metric_families"]["longtail"] == {"task": "rec", "version": "1", "params": {"pwp_beta": 0.5}}
     run_dir = tmp_path / "results" / "runs" / record["run_id"]
     rows = read_samples(run_dir)
     standard = [r for r in rows if r["setting"] == "standard"]
-    assert len(standard) == record["metrics"]["standard"]["n_samples"]
+    assert len(standard) == record["metrics"]["rec"]["standard"]["n_samples"]
     assert all(len(r["top"]) == 50 for r in rows)
     # popularity: one global list in `standard`
     assert len({tuple(r["top"]) for r in standard}) == 1
@@ -90,7 +93,7 @@ def test_record_and_samples_carry_provenance(tmp_path, plugins):
 
 def test_limit_caps_samples_per_split(tmp_path, plugins):
     record = run(tmp_path, plugins, {"model": "popularity", "limit": 7})
-    assert record["metrics"]["standard"]["n_samples"] == 7
+    assert record["metrics"]["rec"]["standard"]["n_samples"] == 7
     assert record["dataset"]["splits"]["train"]["rec_samples"]["standard"] == 7
 
 

@@ -19,12 +19,12 @@ def test_inspired_popularity_full_suite_rescore_and_compare(run_bench, tmp_path,
     popularity, repeat = run_dirs(results)  # sorted: inspired__popularity... < inspired__repeat-context...
     record = json.loads((popularity / RECORD_FILE).read_text())
     for setting in ("standard", "novel"):
-        values = record["metrics"][setting]
+        values = record["metrics"]["rec"][setting]
         for key in ("recall@1", "recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr@10", "mrr@50",
                     "tail_recall@10", "head_recall@10", "body_recall@10", "n_tail", "coverage@10", "coverage@50",
                     "ild@10", "ild@50", "pwp@10", "pwp@50", "arp@10", "arp@50"):
             assert key in values, (setting, key)
-    assert record["metrics"]["standard"]["coverage@10"] == 10 / 1472
+    assert record["metrics"]["rec"]["standard"]["coverage@10"] == 10 / 1472
 
     code, out, _ = run_bench("rescore", str(popularity), "--check", "--data-dir", str(data_dir),
                              "--cache-dir", str(tmp_path / "cache"))
@@ -69,10 +69,10 @@ def test_rescore_updates_a_record_when_metrics_change(run_bench, tmp_path):
     assert run_bench("run", "--model", "popularity", "--quiet", "--set", "metrics=[ranking]", results=results)[0] == 0
     [run_dir] = run_dirs(results)
     record = json.loads((run_dir / RECORD_FILE).read_text())
-    record["metrics"]["standard"]["recall@10"] = 0.999  # a stale value, e.g. from an old metric version
+    record["metrics"]["rec"]["standard"]["recall@10"] = 0.999  # a stale value, e.g. from an old metric version
     (run_dir / RECORD_FILE).write_text(json.dumps(record))
     code, out, _ = run_bench("rescore", str(run_dir), "--check", "--cache-dir", str(tmp_path / "cache"))
     assert code == 1 and "standard/recall@10: stored 0.999" in out
     code, out, _ = run_bench("rescore", str(run_dir), "--cache-dir", str(tmp_path / "cache"))
     assert code == 0 and "updated" in out
-    assert json.loads((run_dir / RECORD_FILE).read_text())["metrics"]["standard"]["recall@10"] != 0.999
+    assert json.loads((run_dir / RECORD_FILE).read_text())["metrics"]["rec"]["standard"]["recall@10"] != 0.999

@@ -22,7 +22,7 @@ from .conformance import ConformanceError, LossPlan
 from .context import RunContext, RunState
 from .interfaces import (Augmenter, BootstrapTerms, ConversationMetricFamily, DatasetFactory, Describable,
                          EpochHookLoss, LLMBackend, LogitsTraining, Loss, ModuleLoss, RankingMetricFamily,
-                         Recommender, ResponseGenerator, Retriever, ScoreAdjustingLoss, TextBootstrapTerms,
+                         Recommender, ResamplingUnit, ResponseGenerator, Retriever, ScoreAdjustingLoss, TextBootstrapTerms,
                          TrainableRecommender, WeightedSamplingLoss)
 from .kinds import KINDS, ComponentKind
 from .metrics import COUNT, HIGHER, INFO, LOWER, MetricParam, MetricSpec
@@ -51,7 +51,7 @@ __all__ = [
     "ItemStatistics", "RunContext", "RunState", "LossPlan", "ConformanceError",
     "DatasetFactory", "Recommender", "TrainableRecommender", "LogitsTraining", "Loss", "ModuleLoss",
     "EpochHookLoss", "ScoreAdjustingLoss", "WeightedSamplingLoss", "Augmenter", "RankingMetricFamily",
-    "ConversationMetricFamily", "BootstrapTerms", "TextBootstrapTerms", "LLMBackend", "Retriever",
+    "ConversationMetricFamily", "BootstrapTerms", "ResamplingUnit", "TextBootstrapTerms", "LLMBackend", "Retriever",
     "ResponseGenerator", "Describable", "MetricSpec", "MetricParam", "HIGHER", "LOWER", "COUNT", "INFO",
     *_LAZY,
 ]

@@ -190,6 +190,14 @@ class BootstrapTerms(Protocol):
 
 
 @runtime_checkable
+class ResamplingUnit(Protocol):
+    """Optional, for ranking families without terms: what the bootstrap resamples when it recomputes
+    them, ``"samples"`` (the default) or ``"contexts"`` (list-level metrics)."""
+
+    resampling_unit: str
+
+
+@runtime_checkable
 class TextBootstrapTerms(Protocol):
     """Optional, for conversation families: the `BootstrapTerms` of generated text."""
 

@@ -1,7 +1,7 @@
 """A third-party crs-bench plugin: the whole of it is this file plus the entry point in pyproject.toml."""
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import COUNT, MetricSpec, hookimpl
 
 
 class GenreNeighbours:
@@ -34,8 +34,6 @@ class GenreNeighbours:
 class HitCount:
     """Number of samples whose label is in the top 5: an absolute count, for the example only."""
 
-    task = "rec"
-
     def compute(self, lists, ctx):
         ranks = lists.ranks()
         return {"example_hits@5": int(((ranks > 0) & (ranks <= 5)).sum())}
@@ -48,4 +46,5 @@ def crs_bench_register_models(registry):
 
 @hookimpl
 def crs_bench_register_metrics(registry):
-    registry.add("example-hits", HitCount, "Absolute number of top-5 hits (example metric).", version="1")
+    registry.add("example-hits", HitCount, "Absolute number of top-5 hits (example metric).", version="1",
+                 spec=MetricSpec(task="rec", keys={"example_hits@5": COUNT}))
