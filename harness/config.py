@@ -135,17 +135,22 @@ def _parse_recipe(path: Path) -> tuple[Any, dict[str, int]]:
     return data, lines
 
 
-def _index_lines(node: yaml.Node | None, prefix: str, lines: dict[str, int]) -> None:
+def _index_lines(node: yaml.Node | None, prefix: str, lines: dict[str, int],
+                 visited: set[int] | None = None) -> None:
+    """Aliases share nodes (a recursive anchor would loop): each node is indexed once, where it is written."""
+    visited = set() if visited is None else visited
+    if node is None or id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            name = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines.setdefault(name, key_node.start_mark.line + 1)
-            _index_lines(value_node, name, lines)
+        children = [(f"{prefix}.{k.value}" if prefix else str(k.value), k, v) for k, v in node.value]
     elif isinstance(node, yaml.SequenceNode):
-        for position, item in enumerate(node.value):
-            name = f"{prefix}[{position}]"
-            lines.setdefault(name, item.start_mark.line + 1)
-            _index_lines(item, name, lines)
+        children = [(f"{prefix}[{i}]", item, item) for i, item in enumerate(node.value)]
+    else:
+        return
+    for name, marked, child in children:
+        lines.setdefault(name, marked.start_mark.line + 1)
+        _index_lines(child, name, lines, visited)
 
 
 def load_recipe(path: str | Path) -> Recipe:

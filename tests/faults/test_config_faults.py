@@ -213,3 +213,13 @@ def test_param_annotations_accept():
     validate_params("model", "m", factory, {"decay": 2, "layers": 3, "name": None, "sizes": [1, 2],
                                             "pair": [1, "b"], "flag": True, "anything": object(),
                                             "extra": "unchecked"}, skip=1)
+
+
+def test_recursive_yaml_anchor_is_an_error_not_a_hang(run_bench, tmp_path):
+    assert recipe_error(run_bench, tmp_path, "model: &x [*x]\n") == (
+        "bench: error: FILE:1: 'model' must be a name or a mapping with 'name' and 'params'")
+
+
+def test_empty_section_is_not_a_mapping(run_bench, tmp_path):
+    assert recipe_error(run_bench, tmp_path, "model: popularity\ntiers:\n") == (
+        "bench: error: FILE:2: 'tiers' must be a mapping of settings, got None")
