@@ -9,8 +9,11 @@ ties by ascending index is therefore breaking ties by ascending item id (PROTOCO
 """
 from __future__ import annotations
 
+import gzip
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 SEEKER = "seeker"
 RECOMMENDER = "recommender"
@@ -28,6 +31,26 @@ class DataError(ValueError):
         what = f" field '{field_name}'" if field_name else ""
         super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
         self.file, self.line, self.field, self.detail = str(file), line, field_name, message
+
+
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)  # truncated stream, not gzip at all, corrupt deflate data
+READ_ERRORS = (OSError, UnicodeDecodeError, *GZIP_ERRORS)
+
+
+def unreadable(path: Any, error: BaseException) -> DataError:
+    """The DataError for a file that cannot be read; a damaged gzip says so (the bare error names no file)."""
+    if isinstance(error, GZIP_ERRORS):
+        return DataError(str(path), None, None, f"truncated or not gzip: {error}")
+    return DataError(str(path), None, None, f"cannot read: {error}")
+
+
+@contextmanager
+def reading(path: Any) -> Iterator[None]:
+    """Read errors inside the block become a DataError naming `path`."""
+    try:
+        yield
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from None
 
 
 @dataclass(frozen=True)

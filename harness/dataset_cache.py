@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .data import Dataset
+from .data import Dataset, reading
 from .registry import Component
 from .results import write_atomic
 
@@ -31,10 +31,13 @@ HASH_MEMO = "file_hashes.json"
 
 
 def content_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the file's content, decompressed when the name ends in .gz."""
+    """SHA-256 of the file's content, decompressed when the name ends in .gz.
+
+    A damaged gzip is a DataError naming the file: hashing is the first read of every input, so the bare
+    EOFError / BadGzipFile would otherwise surface as a traceback that names nothing."""
     digest = hashlib.sha256()
     opener: Callable[..., Any] = gzip.open if Path(path).suffix == ".gz" else open
-    with opener(path, "rb") as handle:
+    with reading(path), opener(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
