@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .data import Dataset, reading
+from .data import Dataset, check_dataset, reading
 from .registry import Component
 from .results import write_atomic
 
@@ -112,11 +112,18 @@ def cache_path(cache_dir: Path, name: str, fp: str) -> Path:
     return Path(cache_dir) / "datasets" / f"{name}-{fp[:16]}.pkl"
 
 
-def load_dataset(component: Component, data_dir: Path | None, params: dict[str, Any], cache_dir: Path) -> Dataset:
+def load_dataset(component: Component, data_dir: Path | None, params: dict[str, Any], cache_dir: Path, *,
+                 list_length: int | None = None) -> Dataset:
     """The processed dataset, from the cache when its fingerprint and code stamp match, else built and cached.
 
-    Errors of the loader propagate unchanged and nothing is written for a failed load.
+    Errors of the loader propagate unchanged and nothing is written for a failed load. Either way the dataset
+    passes `check_dataset` (no empty split, a catalogue that fills the ranked lists; `list_length` defaults to
+    the harness's list length, 0 skips the catalogue checks) or a DataError is raised.
     """
+    if list_length is None:
+        from .ranking import LIST_LENGTH  # numpy: not at import time (plugins import this module for --help)
+
+        list_length = LIST_LENGTH
     params = dict(params or {})
     list_files = component.extra.get("input_files")
     if callable(list_files) and data_dir is None:
@@ -131,12 +138,14 @@ def load_dataset(component: Component, data_dir: Path | None, params: dict[str, 
     cached = _read_entry(path, stamp)
     if cached is not None:
         _save_memo(memo)
+        check_dataset(cached, list_length)
         return cached
 
     dataset = component.resolve()(Path(data_dir) if data_dir is not None else None, **params)
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset '{component.name}' factory returned {type(dataset).__name__}, not harness.data.Dataset")
     dataset.fingerprint = fp
+    check_dataset(dataset, list_length)
     payload = {"format": CACHE_FORMAT, "code_stamp": stamp, "fingerprint": fp, "dataset": dataset}
     try:
         write_atomic(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))

@@ -285,7 +285,9 @@ def build_redial(data_dir: Path, **params: Any) -> Dataset:
     dataset = Dataset(
         name=NAME,
         catalogue=Catalogue(tuple(movie_ids), titles, tuple(item_metadata) if item_metadata else None),
-        splits={"train": Split("train", train), "valid": Split("valid", valid), "test": Split("test", test)},
+        splits={"train": Split("train", train, source=str(train_path)),
+                "valid": Split("valid", valid, source=str(train_path)),  # carved from the training file
+                "test": Split("test", test, source=str(test_path))},
         kg=kg,
         dedup_turn_labels=True,
         info=info,
