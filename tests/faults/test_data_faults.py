@@ -344,3 +344,12 @@ def test_real_datasets_round_trip_exactly(tmp_path, data_dir):
         fresh = load(data_dir, tmp_path / "cache", name)
         cached = load(data_dir, tmp_path / "cache", name)
         assert cached is not fresh and cached == fresh
+
+
+def test_top_items_refuses_to_return_shorter_lists():
+    torch = pytest.importorskip("torch")
+    from harness.ranking import top_items
+
+    with pytest.raises(ValueError, match="30 items cannot fill a top-50 list"):
+        top_items(torch.zeros(2, 30))
+    assert tuple(top_items(torch.zeros(2, 60)).shape) == (2, 50)
