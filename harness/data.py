@@ -223,9 +223,9 @@ def _check_split(dataset_name: str, split: Split) -> None:
     if not split.dialogues:
         raise DataError(where, None, None, f"{split.name} split has no dialogues")
     if not split.rec_samples:
-        raise DataError(where, None, None, f"{split.name} split has no recommendation samples "
-                                           f"({len(split.dialogues)} dialogues, no recommender turn after the "
-                                           "first mentions a catalogue item)")
+        count = f"{len(split.dialogues)} dialogue" + ("s" if len(split.dialogues) != 1 else "")
+        raise DataError(where, None, None, f"{split.name} split has no recommendation samples ({count}; no "
+                                           "recommender turn after the first mentions a catalogue item)")
 
 
 def _check_catalogue(dataset: Dataset, list_length: int) -> None:

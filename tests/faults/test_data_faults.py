@@ -127,7 +127,7 @@ def test_redial_test_file_without_mentions(tmp_path):
              "messages": [{"senderWorkerId": 1, "text": "hi"}, {"senderWorkerId": 2, "text": "hello"}]}
     train = [dict(REDIAL_MAIN, conversationId=str(100 + i)) for i in range(12)]  # valid gets samples too
     data = write_tiny_redial(tmp_path / "redial", train=train, test=[quiet])
-    with pytest.raises(DataError, match=r"test_data\.jsonl: test split has no recommendation samples \(1 dialogues"):
+    with pytest.raises(DataError, match=r"test_data\.jsonl: test split has no recommendation samples \(1 dialogue; "):
         load(data, tmp_path / "cache", "redial", list_length=0)
 
 
