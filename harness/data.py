@@ -9,8 +9,11 @@ ties by ascending index is therefore breaking ties by ascending item id (PROTOCO
 """
 from __future__ import annotations
 
+import gzip
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 SEEKER = "seeker"
 RECOMMENDER = "recommender"
@@ -28,6 +31,26 @@ class DataError(ValueError):
         what = f" field '{field_name}'" if field_name else ""
         super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
         self.file, self.line, self.field, self.detail = str(file), line, field_name, message
+
+
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)  # truncated stream, not gzip at all, corrupt deflate data
+READ_ERRORS = (OSError, UnicodeDecodeError, *GZIP_ERRORS)
+
+
+def unreadable(path: Any, error: BaseException) -> DataError:
+    """The DataError for a file that cannot be read; a damaged gzip says so (the bare error names no file)."""
+    if isinstance(error, GZIP_ERRORS):
+        return DataError(str(path), None, None, f"truncated or not gzip: {error}")
+    return DataError(str(path), None, None, f"cannot read: {error}")
+
+
+@contextmanager
+def reading(path: Any) -> Iterator[None]:
+    """Read errors inside the block become a DataError naming `path`."""
+    try:
+        yield
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from None
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,7 @@ class Split:
     dialogues: list[Dialogue]
     rec_samples: list[RecSample] = field(default_factory=list)
     conv_samples: list[ConvSample] = field(default_factory=list)
+    source: str = ""  # the file the split was read from, so that errors about the split can name it
 
     def context(self, sample: RecSample | ConvSample) -> list[Turn]:
         return self.dialogues[sample.dialogue_index].turns[: sample.turn]
@@ -179,6 +203,45 @@ class Dataset:
             split.rec_samples, split.conv_samples = build_samples(
                 split.name, split.dialogues, self.dedup_turn_labels
             )
+
+
+def check_dataset(dataset: Dataset, list_length: int) -> None:
+    """Refuse, at load time, a dataset that would give an empty or meaningless run: an empty split trains on
+    nothing or scores nothing (null metrics, exit 0), and a catalogue too small for the ranked lists fails
+    deep in evaluation. `list_length` 0 skips the catalogue checks."""
+    missing = [name for name in SPLITS if name not in dataset.splits]
+    if missing:
+        raise DataError(f"dataset '{dataset.name}'", None, None, f"has no {' or '.join(missing)} split")
+    for split in dataset.splits.values():
+        _check_split(dataset.name, split)
+    if list_length:
+        _check_catalogue(dataset, list_length)
+
+
+def _check_split(dataset_name: str, split: Split) -> None:
+    where = split.source or f"dataset '{dataset_name}'"
+    if not split.dialogues:
+        raise DataError(where, None, None, f"{split.name} split has no dialogues")
+    if not split.rec_samples:
+        count = f"{len(split.dialogues)} dialogue" + ("s" if len(split.dialogues) != 1 else "")
+        raise DataError(where, None, None, f"{split.name} split has no recommendation samples ({count}; no "
+                                           "recommender turn after the first mentions a catalogue item)")
+
+
+def _check_catalogue(dataset: Dataset, list_length: int) -> None:
+    """Every list holds `list_length` candidates: the whole catalogue in `standard`, the catalogue minus the
+    context's items in `novel` (valid and test are ranked in both settings)."""
+    where = f"dataset '{dataset.name}'"
+    if dataset.num_items < list_length:
+        raise DataError(where, None, None, f"catalogue has {dataset.num_items} items, fewer than the "
+                                           f"{list_length} of a ranked list")
+    for name in ("valid", "test"):
+        split = dataset.splits.get(name)
+        widest = max((len(s.context_items) for s in split.rec_samples), default=0) if split else 0
+        if dataset.num_items - widest < list_length:
+            raise DataError(where, None, None, f"catalogue has {dataset.num_items} items and a {name} context "
+                                               f"mentions {widest} of them: fewer than {list_length} candidates "
+                                               "are left for its novel list")
 
 
 def merge_turns(messages: Iterable[Turn]) -> list[Turn]:

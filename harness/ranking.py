@@ -114,6 +114,8 @@ def top_items(scores: "torch.Tensor", k: int = LIST_LENGTH, excluded: "torch.Ten
 
     if torch.isnan(scores).any():
         raise ValueError("model returned NaN scores")
+    if scores.shape[1] < k:  # sorting would silently give shorter lists (load_dataset refuses such catalogues)
+        raise ValueError(f"{scores.shape[1]} items cannot fill a top-{k} list")
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices
     if excluded is not None:
         if int((~excluded).sum(dim=1).min()) < k:

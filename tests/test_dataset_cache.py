@@ -1,5 +1,5 @@
 """Dataset cache: hits, invalidation by file content and options, nothing cached on failure,
-fingerprints of datasets without input files, plain/.gz fingerprint equality, hash memoization."""
+fingerprints of datasets without input files, plain/.gz fingerprint equality, hashing on every load."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +11,7 @@ import pytest
 
 import harness.dataset_cache as dataset_cache
 from harness.data import Catalogue, DataError, Dataset, Dialogue, Split, Turn
-from harness.dataset_cache import cache_path, load_dataset
+from harness.dataset_cache import cache_path
 from harness.registry import Registry
 from plugins.datasets.inspired import build_inspired, input_files
 
@@ -26,6 +26,11 @@ def _sibling(name: str):
 
 _inspired_tests = _sibling("test_dataset_inspired")
 DATA, write_tiny = _inspired_tests.DATA, _inspired_tests.write_tiny
+
+
+def load_dataset(*args, **kwargs):
+    """The cache under test, on 3-item tiny catalogues: the catalogue-size check is off (tests/faults has it)."""
+    return dataset_cache.load_dataset(*args, list_length=0, **kwargs)
 
 
 class Counting:
@@ -45,8 +50,8 @@ def component(factory, name="inspired", version="1", with_files=True):
     return registry.add(name, factory, "test dataset", version=version, **extra)
 
 
-def pickles(cache_dir: Path) -> list[Path]:
-    return sorted((cache_dir / "datasets").glob("*.pkl")) if (cache_dir / "datasets").is_dir() else []
+def entries(cache_dir: Path) -> list[Path]:
+    return sorted((cache_dir / "datasets").glob("*.json.gz")) if (cache_dir / "datasets").is_dir() else []
 
 
 def test_second_load_comes_from_cache(tmp_path):
@@ -58,8 +63,8 @@ def test_second_load_comes_from_cache(tmp_path):
     assert factory.calls == 1
     assert first.fingerprint and second.fingerprint == first.fingerprint and len(first.fingerprint) == 64
     assert second.splits["train"].rec_samples == first.splits["train"].rec_samples
-    assert pickles(tmp_path / "cache") == [cache_path(tmp_path / "cache", "inspired", first.fingerprint)]
-    assert cache_path(tmp_path / "cache", "inspired", first.fingerprint).name == f"inspired-{first.fingerprint[:16]}.pkl"
+    assert entries(tmp_path / "cache") == [cache_path(tmp_path / "cache", "inspired", first.fingerprint)]
+    assert cache_path(tmp_path / "cache", "inspired", first.fingerprint).name == f"inspired-{first.fingerprint[:16]}.json.gz"
     assert not list((tmp_path / "cache" / "datasets").glob("*.tmp"))
 
 
@@ -81,7 +86,7 @@ def test_changed_file_invalidates(tmp_path):
     after = load_dataset(comp, data, {}, tmp_path / "cache")
     assert factory.calls == 2 and after.fingerprint != before.fingerprint
     assert len(after.splits["test"].dialogues) == 2 * len(before.splits["test"].dialogues)
-    assert len(pickles(tmp_path / "cache")) == 2
+    assert len(entries(tmp_path / "cache")) == 2
 
 
 def test_changed_option_or_version_invalidates(tmp_path):
@@ -113,12 +118,12 @@ def test_failed_load_caches_nothing(tmp_path):
     data = write_tiny(tmp_path / "inspired", overrides={"test_data_dbpedia.jsonl": '[{"text": "x"'})
     with pytest.raises(DataError):
         load_dataset(component(build_inspired), data, {}, tmp_path / "cache")
-    assert pickles(tmp_path / "cache") == []
+    assert entries(tmp_path / "cache") == []
     # and a missing file fails before anything is built
     (data / "item_ids.json").unlink()
     with pytest.raises(DataError, match="item_ids.json"):
         load_dataset(component(build_inspired), data, {}, tmp_path / "cache")
-    assert pickles(tmp_path / "cache") == []
+    assert entries(tmp_path / "cache") == []
 
 
 def test_plain_and_gz_share_a_fingerprint(tmp_path):
@@ -145,18 +150,22 @@ def test_dataset_without_input_files(tmp_path):
     assert len(one.splits["test"].rec_samples) == 1
 
 
-def test_file_hashes_are_memoized(tmp_path, monkeypatch):
+def test_every_load_hashes_every_input_file(tmp_path, monkeypatch):
+    """No memo: a hash is never trusted from size and mtime (tests/faults has the edit that keeps both)."""
     data = write_tiny(tmp_path / "inspired")
     comp = component(build_inspired)
     first = load_dataset(comp, data, {}, tmp_path / "cache")
-    memo = json.loads((tmp_path / "cache" / "datasets" / "file_hashes.json").read_text())
-    assert len(memo) == 7
+    hashed = []
+    real = dataset_cache.content_sha256
 
-    def no_hashing(path, chunk=0):
-        raise AssertionError(f"re-hashed {path}")
+    def counting(path, chunk=1 << 20):
+        hashed.append(Path(path).name)
+        return real(path, chunk)
 
-    monkeypatch.setattr(dataset_cache, "content_sha256", no_hashing)
+    monkeypatch.setattr(dataset_cache, "content_sha256", counting)
     assert load_dataset(comp, data, {}, tmp_path / "cache").fingerprint == first.fingerprint
+    assert sorted(hashed) == sorted(p.name for p in input_files(data))
+    assert not (tmp_path / "cache" / "datasets" / "file_hashes.json").exists()
 
 
 def test_corrupt_or_stale_entry_is_a_miss(tmp_path):
@@ -164,7 +173,7 @@ def test_corrupt_or_stale_entry_is_a_miss(tmp_path):
     factory = Counting(build_inspired)
     comp = component(factory)
     first = load_dataset(comp, data, {}, tmp_path / "cache")
-    cache_path(tmp_path / "cache", "inspired", first.fingerprint).write_bytes(b"not a pickle")
+    cache_path(tmp_path / "cache", "inspired", first.fingerprint).write_bytes(b"not gzipped JSON")
     second = load_dataset(comp, data, {}, tmp_path / "cache")
     assert factory.calls == 2 and second.fingerprint == first.fingerprint
     assert load_dataset(comp, data, {}, tmp_path / "cache") is not None and factory.calls == 2

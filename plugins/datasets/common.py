@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.data import DataError
+from harness.data import DataError, reading
+from harness.dataset_cache import content_sha256
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -51,11 +52,8 @@ def open_text(path: Path) -> io.TextIOBase:
 
 
 def read_text(path: Path) -> str:
-    try:
-        with open_text(path) as handle:
-            return handle.read()
-    except (OSError, EOFError, UnicodeDecodeError) as error:  # gzip.BadGzipFile is an OSError
-        raise DataError(str(path), None, None, f"cannot read: {error}") from None
+    with reading(path), open_text(path) as handle:
+        return handle.read()
 
 
 def read_json(path: Path) -> Any:
@@ -69,18 +67,15 @@ def read_json(path: Path) -> Any:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(1-based line number, parsed value) for every non-blank line; a bad line names its number."""
-    try:
-        with open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(str(path), number, None,
-                                    f"invalid JSON line (truncated?): {error.msg} at column {error.colno}") from None
-    except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise DataError(str(path), None, None, f"cannot read: {error}") from None
+    with reading(path), open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(str(path), number, None,
+                                f"invalid JSON line (truncated?): {error.msg} at column {error.colno}") from None
 
 
 def require(obj: Any, key: str, kind: type | tuple[type, ...], path: Path, line: int | None, field: str) -> Any:
@@ -116,14 +111,10 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_content(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the *decompressed* content, so a file and its gzip copy hash alike (provenance)."""
-    digest = hashlib.sha256()
-    opener = gzip.open if Path(path).suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_content(path: Path) -> str:
+    """SHA-256 of the *decompressed* content, so a file and its gzip copy hash alike (provenance); the
+    fingerprint's own hash, so the two can never disagree."""
+    return content_sha256(path)
 
 
 def file_provenance(paths: list[Path]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:

@@ -164,10 +164,10 @@ def build_inspired(data_dir: Path, **params: Any) -> Dataset:
         metadata=tuple({"iri": iris.get(entity, "")} for entity in catalogue_ids),
     )
     item_index = catalogue.index_map()
-    splits = {
-        split: Split(split, read_split(find_file(directory, file), entity2id, item_index))
-        for split, file in SPLIT_FILES.items()
-    }
+    splits = {}
+    for split, file in SPLIT_FILES.items():
+        path = find_file(directory, file)
+        splits[split] = Split(split, read_split(path, entity2id, item_index), source=str(path))
     files, hashes = file_provenance(paths)
     dataset = Dataset(
         name=NAME,

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from harness import hookimpl
 from harness.data import (
     MOVIE_PLACEHOLDER, RECOMMENDER, SEEKER, Catalogue, DataError, Dataset, Dialogue, KnowledgeGraph, Split,
-    Turn, merge_turns,
+    Turn, merge_turns, reading,
 )
 
 from .common import (collapse_unescape, dataset_dir, file_provenance, find_file, iter_jsonl, open_text, read_json,
@@ -60,7 +60,7 @@ def input_files(data_dir: Path) -> list[Path]:
 def read_catalogue(path: Path) -> tuple[list[int], list[str]]:
     """(ascending movieIds, raw movieNames) of movies_with_mentions.csv."""
     names: dict[int, str] = {}
-    with open_text(path) as handle:
+    with reading(path), open_text(path) as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header or header[:2] != ["movieId", "movieName"]:
@@ -285,7 +285,9 @@ def build_redial(data_dir: Path, **params: Any) -> Dataset:
     dataset = Dataset(
         name=NAME,
         catalogue=Catalogue(tuple(movie_ids), titles, tuple(item_metadata) if item_metadata else None),
-        splits={"train": Split("train", train), "valid": Split("valid", valid), "test": Split("test", test)},
+        splits={"train": Split("train", train, source=str(train_path)),
+                "valid": Split("valid", valid, source=str(train_path)),  # carved from the training file
+                "test": Split("test", test, source=str(test_path))},
         kg=kg,
         dedup_turn_labels=True,
         info=info,
