@@ -118,6 +118,8 @@ def load_dataset(component: Component, data_dir: Path | None, params: dict[str, 
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset '{component.name}' factory returned {type(dataset).__name__}, not harness.data.Dataset")
     dataset.fingerprint = fp
+    if not any(split.rec_samples or split.conv_samples for split in dataset.splits.values()):
+        dataset.build_samples()  # the loader returned dialogues only, as the dataset interface allows
     check_dataset(dataset, list_length)
     _write_entry(path, stamp, fp, dataset)
     return dataset

@@ -30,8 +30,6 @@ def load(component: Component, params: dict[str, Any], data_dir: Path | None, ca
     if component.extra.get("input_files") and data_dir is None:
         raise RunError(f"dataset '{component.name}' reads files: pass --data-dir or set {DATA_DIR_ENV}")
     dataset = load_dataset(component, data_dir, params, cache_dir)
-    if not any(split.rec_samples or split.conv_samples for split in dataset.splits.values()):
-        dataset.build_samples()  # the loader returned dialogues only, as the dataset interface allows
     return limit_samples(dataset, limit)
 
 
