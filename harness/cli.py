@@ -119,14 +119,17 @@ def _plugins(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from . import config as config_module
     from .loading import data_dir_from
-    from .runner import execute
+    from .runner import execute, preflight
 
     plugins = _plugins(args)
     recipe = config_module.load_recipe(args.recipe) if args.recipe else None
     flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "generator": args.generator,
              "dataset": args.dataset,
              "seed": args.seed, "device": args.device, "train.epochs": args.epochs, "limit": args.limit}
-    configs = config_module.resolve(recipe, flags, args.overrides)
+    declared = {name for c in plugins.registries.metrics for name in (c.spec.params if c.spec else {})}
+    configs = config_module.resolve(recipe, flags, args.overrides, metric_param_names=declared)
+    for config in configs:  # the whole recipe is checked before its first run starts
+        preflight(plugins, config)
     if args.dry_run:
         print(json.dumps(configs, indent=1))
         return 0

@@ -295,6 +295,6 @@ def test_pda_names_an_unknown_backend_before_any_work(dataset, tmp_path):
 
     with pytest.raises(RegistryError, match="unknown LLM backend 'scriptd': did you mean 'scripted'"):
         PDAAugmenter(context(dataset, tmp_path), backend="scriptd", encoder="hashing")
-    with pytest.raises(RegistryError, match="unknown llm_backend 'judge-x'"):
+    with pytest.raises(RegistryError, match="unknown LLM backend 'judge-x'"):
         PDAAugmenter(context(dataset, tmp_path), backend="scripted", encoder="hashing",
                      judges=["rule:length", "llm:judge-x"], accept_votes=1, review_votes=0)
