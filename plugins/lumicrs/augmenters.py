@@ -456,7 +456,7 @@ class PDAAugmenter(_ExemplarBased):
                 candidates.append((item, tier, k, parsed))
             if budget_hit:
                 break
-        accepted = self._filter_and_judge(train, candidates)
+        accepted = self._filter_and_judge(candidates)
         self.extra.update({
             "source": "llm", "backend": self.generator.backend.identity(), "backend_name": self.backend_name,
             "llm_calls": self.generator.calls, "cache_hits": self.generator.hits, "budget_exhausted": budget_hit,
@@ -477,7 +477,7 @@ class PDAAugmenter(_ExemplarBased):
 
     # -- filtering ----------------------------------------------------------------------------------
 
-    def _filter_and_judge(self, train: Sequence[Dialogue], candidates: list) -> list[Dialogue]:
+    def _filter_and_judge(self, candidates: list) -> list[Dialogue]:
         if not candidates:
             return []
         assert self.exemplars is not None and self.embeddings is not None

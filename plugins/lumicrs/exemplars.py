@@ -179,12 +179,6 @@ def dialogue_text(dialogue: Dialogue) -> str:
     return "\n".join(f"{turn.role}: {turn.text}" for turn in dialogue.turns)
 
 
-def dialogue_embeddings(dialogues: Sequence[Dialogue], encoder: str, cache_dir: Path | None, device: str = "cpu",
-                        max_tokens: int = 256) -> np.ndarray:
-    """[n, d] L2-normalised sentence embeddings of whole dialogues (disk-cached by the text encoder)."""
-    return embed_texts([dialogue_text(d) for d in dialogues], encoder, cache_dir, device, max_tokens)
-
-
 def embed_texts(texts: Sequence[str], encoder: str, cache_dir: Path | None, device: str = "cpu",
                 max_tokens: int = 256) -> np.ndarray:
     """`encoder="hashing"`: hashed bag of words (256-d, no model; tests and smoke runs); else a text encoder."""

@@ -74,7 +74,6 @@ class LumiCRS(Hybrid):
         self.register_buffer("segmented", torch.from_numpy(segmented), persistent=False)
         self.segment_sizes = {"body": int((tiers == "body").sum()), "tail": int((tiers == "tail").sum())}
         self.num_class_prototypes = min(num_prototypes, int(segmented.sum())) if prototypes != "off" else 0
-        self.last_class_prototype_loss: float | None = None
         if self.num_class_prototypes == 0:
             self.class_prototypes = None
             return
@@ -116,7 +115,6 @@ class LumiCRS(Hybrid):
         if self.class_prototypes is None or self.class_prototype_weight == 0.0:
             return loss  # identical to training `hybrid` with the same loss
         contrastive = self.class_prototype_loss(u.float(), self.item_vectors(entities).float(), labels)
-        self.last_class_prototype_loss = float(contrastive.detach())
         return loss + self.class_prototype_weight * contrastive
 
     def describe(self) -> dict[str, Any]:
