@@ -3,7 +3,9 @@
 Checksums live in `plugins/datasets/checksums.json` (see its `_about` for where each came from).
 Files land in `DIR/<name>/` under their release names, which is the layout the loaders read.
 Every download goes to `<file>.part`; only a verified file is renamed into place, and a file whose
-hash does not match is deleted with an error that says so.
+hash does not match is deleted with an error that says so. Every failure (network, HTTP status, checksum,
+unwritable destination) is a `DownloadError` with a one-line message naming the file or URL, so the CLI
+can print it as a user error instead of a traceback.
 
 Sources:
 * official (default): INSPIRED file by file from the UniCRS repository; ReDial as the release zip
@@ -16,6 +18,7 @@ Sources:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -23,6 +26,7 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +70,15 @@ def download(name: str, dest: Path, base_url: str | None = None) -> list[Path]:
     specs = load_checksums()
     if name not in specs:
         raise DownloadError(f"unknown dataset '{name}' for download; known: {', '.join(sorted(specs))}")
-    spec = specs[name]
     target = Path(dest) / name
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        return _download_into(specs[name], target, base_url)
+    except OSError as error:  # a local file operation (mkdir, write, rename, extract) outside the fetch guard
+        raise DownloadError(f"{name}: cannot write {error.filename or target} ({_reason(error)})") from None
+
+
+def _download_into(spec: dict[str, Any], target: Path, base_url: str | None) -> list[Path]:
     files: dict[str, dict[str, Any]] = spec["files"]
     if base_url is not None:
         return _from_mirror(files, target, base_url.rstrip("/") + "/")
@@ -105,9 +115,9 @@ def extract_members(zip_path: Path, wanted: dict[str, dict[str, Any]], target: P
     """Extract members matched by base name; a member with a recorded hash must match it."""
     try:
         return _extract(zip_path, wanted, target)
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # corrupt or truncated members too
         note = "; it was deleted" if delete_archive else ""
-        raise DownloadError(f"{zip_path.name}: not a valid zip archive ({error}){note}") from None
+        raise DownloadError(f"{zip_path.name}: not a valid zip archive ({_reason(error)}){note}") from None
     finally:
         if delete_archive:  # verified or not, the archive is not kept next to the data
             Path(zip_path).unlink(missing_ok=True)
@@ -151,9 +161,10 @@ def _fetch_verified(url: str, final: Path, hashes: set[str]) -> Path:
         if error.code == 404:
             raise _NotFound(f"{final.name}: not found at {url} (HTTP 404)") from None
         raise DownloadError(f"{final.name}: HTTP {error.code} from {url}; the partial file was deleted") from None
-    except (urllib.error.URLError, OSError) as error:
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError; ValueError: bad URL
         part.unlink(missing_ok=True)
-        raise DownloadError(f"{final.name}: download from {url} failed ({error}); the partial file was deleted") from None
+        raise DownloadError(f"{final.name}: download from {url} failed ({_reason(error)}); "
+                            "the partial file was deleted") from None
     _verify(part, final, hashes, source_name=url, unverified_ok=False)
     return final
 
@@ -169,4 +180,15 @@ def _verify(part: Path, final: Path, hashes: set[str], source_name: str, unverif
     if not hashes and not unverified_ok:
         part.unlink(missing_ok=True)
         raise DownloadError(f"{final.name}: no checksum recorded for {source_name}; the downloaded file was deleted")
-    os.replace(part, final)
+    try:
+        os.replace(part, final)
+    except OSError as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{final.name}: cannot write {final} ({_reason(error)}); "
+                            "the downloaded file was deleted") from None
+
+
+def _reason(error: BaseException) -> str:
+    """The error's own text on one line (a DownloadError message is always a single line)."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())

@@ -5,10 +5,14 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import http.client
 import http.server
+import io
 import os
+import re
 import shutil
 import threading
+import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -176,3 +180,67 @@ def test_release_zip_member_with_wrong_hash(tmp_path, serve):
     with pytest.raises(DownloadError, match="test_data.jsonl: SHA-256 mismatch.*deleted"):
         _from_archive(archive, load_checksums()["redial"]["files"], target)
     assert not (target / "test_data.jsonl").exists() and not (target / "test_data.jsonl.part").exists()
+
+
+# --- every failure is a DownloadError naming the file (a fake source: no server, no network) --------------
+
+FAKE_BYTES = b"fake release file\n"
+
+
+class _Truncated(io.BytesIO):
+    """A response whose connection drops after the headers."""
+
+    def read(self, *args) -> bytes:
+        raise http.client.IncompleteRead(b"", 10)
+
+
+def _fake_source(monkeypatch, base_url: str = "https://releases.invalid/", response=None) -> None:
+    """Dataset 'fake' with one file, a.txt, served by a stand-in for urlopen (or raising what it is given)."""
+    spec = {"fake": {"files": {"a.txt": {"sha256": hashlib.sha256(FAKE_BYTES).hexdigest()}}, "base_url": base_url}}
+    monkeypatch.setattr("harness.download.load_checksums", lambda path=None: spec)
+
+    def urlopen(request, timeout=None):
+        if isinstance(response, Exception):
+            raise response
+        return response if response is not None else io.BytesIO(FAKE_BYTES)
+
+    monkeypatch.setattr("harness.download.urllib.request.urlopen", urlopen)
+
+
+def test_fake_source_downloads_when_nothing_fails(tmp_path, monkeypatch):
+    _fake_source(monkeypatch)
+    [path] = download("fake", tmp_path)
+    assert path == tmp_path / "fake" / "a.txt" and path.read_bytes() == FAKE_BYTES
+
+
+@pytest.mark.parametrize("failure,expected", [
+    ("network", r"a\.txt: download from https://releases\.invalid/a\.txt failed \(.*refused.*\)"),
+    ("http", r"a\.txt: HTTP 503 from https://releases\.invalid/a\.txt"),
+    ("truncated", r"a\.txt: download from https://releases\.invalid/a\.txt failed \(IncompleteRead"),
+    ("checksum", r"a\.txt: SHA-256 mismatch for https://releases\.invalid/a\.txt"),
+    ("bad_url", r"a\.txt: download from no-scheme/a\.txt failed \(unknown url type"),
+    ("rename", r"a\.txt: cannot write .*a\.txt \(.*\); the downloaded file was deleted"),
+])
+def test_every_failure_is_one_download_error_naming_the_file(tmp_path, monkeypatch, failure, expected):
+    response = {"network": urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+                "http": urllib.error.HTTPError("https://releases.invalid/a.txt", 503, "Unavailable", {}, None),
+                "truncated": _Truncated(), "checksum": io.BytesIO(b"tampered\n")}.get(failure)
+    if failure == "bad_url":
+        monkeypatch.setattr("harness.download.load_checksums", lambda path=None: {
+            "fake": {"files": {"a.txt": {"sha256": "0" * 64}}, "base_url": "no-scheme/"}})
+    else:
+        _fake_source(monkeypatch, response=response)
+    if failure == "rename":  # a directory where the verified file should land: the final rename fails
+        (tmp_path / "fake" / "a.txt" / "occupied").mkdir(parents=True)
+    with pytest.raises(DownloadError, match=expected) as error:
+        download("fake", tmp_path)
+    assert isinstance(error.value, RuntimeError) and "\n" not in str(error.value)
+    assert not list((tmp_path / "fake").glob("*.part"))
+
+
+def test_unwritable_destination_is_a_download_error_naming_it(tmp_path, monkeypatch):
+    _fake_source(monkeypatch)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the destination folder should be")
+    with pytest.raises(DownloadError, match=f"fake: cannot write {re.escape(str(blocker / 'fake'))}"):
+        download("fake", blocker)

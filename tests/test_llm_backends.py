@@ -135,8 +135,17 @@ def test_cache_makes_a_rerun_free_and_keys_on_every_parameter(tmp_path):
     other_backend = llm.CachedGenerator(Counting("other"), tmp_path)
     other_backend.generate(MESSAGES, temperature=0.7, max_tokens=20, seed=1)
     assert other_backend.calls == 1
-    (next((tmp_path / "llm-generations").rglob("*.json"))).write_text("{damaged")
-    assert isinstance(llm.CachedGenerator(Counting(), tmp_path).cached(MESSAGES, 0.7, 20, 1) or "", str)
+    assert text == "Recommend Solaris. #1 T0.7 M20"
+
+
+def test_a_damaged_cache_entry_is_a_miss_that_the_next_call_repairs(tmp_path):
+    llm.CachedGenerator(Counting(), tmp_path).generate(MESSAGES, temperature=0.7, max_tokens=20, seed=1)
+    fresh = llm.CachedGenerator(Counting(), tmp_path)
+    fresh._path(fresh.key(MESSAGES, 0.7, 20, 1)).write_text("{damaged")
+    assert fresh.cached(MESSAGES, 0.7, 20, 1) is None
+    assert fresh.generate(MESSAGES, temperature=0.7, max_tokens=20, seed=1) == "Recommend Solaris. #1 T0.7 M20"
+    assert (fresh.calls, fresh.hits, fresh.backend.calls) == (1, 0, 1)  # regenerated, not read from the wreck
+    assert fresh.cached(MESSAGES, 0.7, 20, 1) == "Recommend Solaris. #1 T0.7 M20"  # and written back whole
 
 
 def test_budget_caps_real_calls_but_not_cache_hits(tmp_path):

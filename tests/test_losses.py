@@ -17,7 +17,7 @@ from harness.requirements import check_compatible
 from plugins.losses._testing import LABEL_COUNTS, LOSS_MODULES, build, loss_registry, make_ctx
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_LOSSES = ["ce", "focal", "acfl", "ala", "eafl", "alpa", "csl", "dr-loss", "ahl", "logit-adjust",
+ALL_LOSSES = ["ce", "focal", "acfl", "acfl-released", "ala", "eafl", "alpa", "csl", "dr-loss", "ahl", "logit-adjust",
               "balanced-softmax", "ldam", "class-balanced"]
 COSINE_LOSSES = {"ala", "ldam"}
 

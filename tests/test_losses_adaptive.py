@@ -123,8 +123,8 @@ def test_acfl_detach_modulators_changes_only_the_gradient():
     assert not torch.allclose(g1, g2)
 
 
-def test_acfl_classwise_topk_released_form():
-    loss = build("acfl", mask_mode="classwise_topk")
+def test_acfl_released_is_the_class_wise_top_k_form():
+    loss = build("acfl-released")
     logits = torch.zeros(2, 7, dtype=torch.float64)
     logits[0, 2] = 3.0  # gold 0 is outside its top 5 %
     logits[1, 0] = 3.0  # gold 0 is the top item
@@ -137,6 +137,36 @@ def test_acfl_classwise_topk_released_form():
     assert per[1].item() == pytest.approx(-0.25 * (1 - p) ** 2 * math.log(p))
     grad, = torch.autograd.grad(per[0], logits)
     assert (grad == 0).all()
+
+
+def test_acfl_and_acfl_released_are_different_losses_on_one_batch():
+    """Hand-made batch, 3 instances over 7 items: the gold is the clear top item (a), tied with the
+    others (b), and far below a clear top item (c). ACFL (hard mask, k = 0.2) keeps only the hardest
+    instance c; the released form keeps only a and b, where the gold is inside its own top 5%."""
+    logits = torch.zeros(3, 7, dtype=torch.float64)
+    logits[0, 1] = 4.0
+    logits[2, 0] = 4.0
+    labels = torch.tensor([1, 3, 4])  # counts 20, 3, 1
+    p_a, p_tie, p_c = math.exp(4) / (math.exp(4) + 6), 1 / 7, 1 / (math.exp(4) + 6)
+    released = build("acfl-released").per_instance(logits, labels)
+    expected = [-0.25 * (1 - p_a) ** 2 * math.log(p_a), -0.25 * (1 - p_tie) ** 2 * math.log(p_tie),
+                0.25 * 10 * math.log(10)]
+    torch.testing.assert_close(released, torch.tensor(expected, dtype=torch.float64))
+    # ACFL on c alone: w = 1, s = 1 + 1/1 = 2, α clipped to 0.1, γ = 2.5·(1 − p_c) inside [1, 5]
+    acfl_c = -1.0 * 2.0 * 0.1 * (1 - p_c) ** (2.5 * (1 - p_c)) * math.log(p_c)
+    acfl = build("acfl")
+    assert acfl.batch_mask(gold_prob(logits, labels)).tolist() == [0.0, 0.0, 1.0]
+    assert acfl(logits, labels).item() == pytest.approx(acfl_c, rel=1e-9)  # w_c = 1/(1 + ε)
+    assert build("acfl-released")(logits, labels).item() == pytest.approx(sum(expected) / 3, rel=1e-12)
+    assert abs(acfl(logits, labels).item() - sum(expected) / 3) > 0.1
+
+
+def test_acfl_refuses_the_released_mask_and_names_the_other_loss():
+    with pytest.raises(ValueError, match="mask_mode 'classwise_topk' is the released code's different loss; "
+                                         "use loss 'acfl-released'"):
+        build("acfl", mask_mode="classwise_topk")
+    with pytest.raises(ValueError, match=r"mask_mode must be one of \('hard', 'paper_literal', 'none'\)"):
+        build("acfl", mask_mode="softest")
 
 
 def test_acfl_rejects_bad_options():

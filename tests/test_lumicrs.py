@@ -1,6 +1,8 @@
-"""LumiCRS: segmentation, composite score, prototype selection and the prototype-contrastive model."""
+"""LumiCRS: segmentation, composite score, exemplar dialogues and the class-prototype contrastive model."""
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from harness.data import RECOMMENDER, SEEKER, Dialogue, Turn
 from harness.popularity import ItemStatistics, TierThresholds
-from plugins.lumicrs.prototypes import CompositeWeights, composite_scores, incidence, segment, select_prototypes
+from plugins.lumicrs.exemplars import CompositeWeights, composite_scores, incidence, segment, select_exemplars
 
 
 def dialogue(name: str, *items: int) -> Dialogue:
@@ -28,7 +30,7 @@ def test_segmentation_uses_training_tiers_and_drops_cold_items():
     stats = ItemStatistics([10, 3, 1, 0, 2, 6, 5], [0] * 7, TierThresholds(head_min=6, tail_max=1))
     tiers = segment(stats)
     assert tiers["body"].tolist() == [1, 4, 6]
-    assert tiers["tail"].tolist() == [2]  # item 3 is cold: no dialogue, no prototype
+    assert tiers["tail"].tolist() == [2]  # item 3 is cold: no dialogue, no exemplar
 
 
 # ----------------------------------------------------------------------------------------- composite score
@@ -60,7 +62,7 @@ def test_composite_weights_must_sum_to_one():
         CompositeWeights(0.5, 0.2, 0.2, 0.2)
 
 
-# ------------------------------------------------------------------------------------- prototype selection
+# ------------------------------------------------------------------------------------- exemplar selection
 
 
 def toy_corpus():
@@ -74,13 +76,13 @@ def toy_corpus():
     return dialogues, embeddings, emotions, stats
 
 
-def test_prototype_is_the_member_nearest_to_the_centroid_and_support_excludes_it():
+def test_exemplar_is_the_member_nearest_to_the_centroid_and_support_excludes_it():
     dialogues, embeddings, emotions, stats = toy_corpus()
-    chosen = select_prototypes(dialogues, stats, embeddings, emotions, support_size=2)
+    chosen = select_exemplars(dialogues, stats, embeddings, emotions, support_size=2)
     assert chosen.items.tolist() == [1, 2] and chosen.tiers == ["body", "tail"]
     centroid = embeddings[[0, 1, 2]].mean(0)
-    assert chosen.prototype_of(1) == int(np.argmax(embeddings[[0, 1, 2]] @ centroid)) == 1
-    assert chosen.prototype_of(2) == 3  # a singleton's prototype is its only dialogue
+    assert chosen.exemplar_of(1) == int(np.argmax(embeddings[[0, 1, 2]] @ centroid)) == 1
+    assert chosen.exemplar_of(2) == 3  # a singleton's exemplar is its only dialogue
     final = composite_scores(np.array([1]), embeddings, emotions, incidence(dialogues, 3), CompositeWeights())[0]
     final[1] = -np.inf
     assert chosen.support_of(1) == np.argsort(-final, kind="stable")[:2].tolist()
@@ -89,20 +91,20 @@ def test_prototype_is_the_member_nearest_to_the_centroid_and_support_excludes_it
 
 def test_composite_rule_takes_the_member_with_the_best_mean_score_to_the_others():
     dialogues, embeddings, emotions, stats = toy_corpus()
-    chosen = select_prototypes(dialogues, stats, embeddings, emotions, rule="composite")
+    chosen = select_exemplars(dialogues, stats, embeddings, emotions, rule="composite")
     final = composite_scores(np.arange(8), embeddings, emotions, incidence(dialogues, 3), CompositeWeights())
     members = [0, 1, 2]
     means = [np.mean([final[x, y] for y in members if y != x]) for x in members]
-    assert chosen.prototype_of(1) == members[int(np.argmax(means))]
+    assert chosen.exemplar_of(1) == members[int(np.argmax(means))]
 
 
-def test_prototype_selection_is_deterministic_and_breaks_ties_by_lower_index():
+def test_exemplar_selection_is_deterministic_and_breaks_ties_by_lower_index():
     dialogues = [dialogue(f"d{i}", 0) for i in range(4)]
     embeddings = np.tile(unit(1, 1), (4, 1))  # all identical: every member ties
     stats = ItemStatistics([4], [0], TierThresholds(head_min=6, tail_max=1))
-    first = select_prototypes(dialogues, stats, embeddings, np.zeros((4, 4)), support_size=3, chunk=3)
-    second = select_prototypes(dialogues, stats, embeddings, np.zeros((4, 4)), support_size=3, chunk=2)
-    assert first.prototype_of(0) == second.prototype_of(0) == 0
+    first = select_exemplars(dialogues, stats, embeddings, np.zeros((4, 4)), support_size=3, chunk=3)
+    second = select_exemplars(dialogues, stats, embeddings, np.zeros((4, 4)), support_size=3, chunk=2)
+    assert first.exemplar_of(0) == second.exemplar_of(0) == 0
     assert first.support_of(0) == second.support_of(0) == [1, 2, 3]
 
 
@@ -130,25 +132,25 @@ def build(ctx, **params):
     return LumiCRS(ctx, use_text=False, dim=16, num_prototypes=4, **params)
 
 
-def test_variants_own_their_prototypes_as_the_paper_table_describes(small):
+def test_variants_own_their_class_prototypes_as_the_paper_table_describes(small):
     import torch
 
     learned = build(small)
-    assert isinstance(learned.prototypes, torch.nn.Parameter) and learned.prototypes.shape == (4, 16)
+    assert isinstance(learned.class_prototypes, torch.nn.Parameter) and learned.class_prototypes.shape == (4, 16)
     frozen = build(small, prototypes="kmeans-frozen")
-    assert not frozen.prototypes.requires_grad and "prototypes" in dict(frozen.named_buffers())
-    assert torch.allclose(frozen.prototypes, learned.prototypes.detach())  # same seed, same k-means
-    assert torch.allclose(frozen.prototypes.norm(dim=1), torch.ones(4))
+    assert not frozen.class_prototypes.requires_grad and "class_prototypes" in dict(frozen.named_buffers())
+    assert torch.allclose(frozen.class_prototypes, learned.class_prototypes.detach())  # same seed, same k-means
+    assert torch.allclose(frozen.class_prototypes.norm(dim=1), torch.ones(4))
     random_frozen = build(small, prototypes="random-frozen")
-    assert not random_frozen.prototypes.requires_grad
-    assert build(small, prototypes="off").prototypes is None
+    assert not random_frozen.class_prototypes.requires_grad
+    assert build(small, prototypes="off").class_prototypes is None
     assert build(small, prototypes=False).variant == "off"  # YAML 1.1 reads a bare `off` as false
     with pytest.raises(ValueError, match="prototypes must be one of"):
         build(small, prototypes="sometimes")
 
 
-def test_prototype_loss_pulls_representations_to_the_assigned_prototype():
-    """Toy case: fixed prototypes e1, e2; an item near e1 and a context far from it; minimising the loss
+def test_class_prototype_loss_pulls_representations_to_the_assigned_class_prototype():
+    """Toy case: fixed class prototypes e1, e2; an item near e1 and a context far from it; minimising the loss
     over the context moves it towards e1 (and away from e2)."""
     import torch
 
@@ -156,28 +158,28 @@ def test_prototype_loss_pulls_representations_to_the_assigned_prototype():
 
     model = LumiCRS.__new__(LumiCRS)
     torch.nn.Module.__init__(model)
-    model.proto_temperature = 0.1
-    model.register_buffer("prototypes", torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    model.class_prototype_temperature = 0.1
+    model.register_buffer("class_prototypes", torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     model.register_buffer("segmented", torch.tensor([True, False]))
-    items = torch.tensor([[0.9, 0.2], [0.0, 1.0]])  # item 0 (body) is assigned to prototype 0
+    items = torch.tensor([[0.9, 0.2], [0.0, 1.0]])  # item 0 (body) is assigned to class prototype 0
     u = torch.nn.Parameter(torch.tensor([[0.1, 1.0], [0.3, 0.3]]))
     labels = torch.tensor([0, 1])  # sample 1 is a head item: it never enters the loss
     optimizer = torch.optim.SGD([u], lr=0.5)
 
-    def cos_to_prototype_0() -> float:
-        return float(torch.nn.functional.cosine_similarity(u[0].detach(), model.prototypes[0], dim=0))
+    def cos_to_class_prototype_0() -> float:
+        return float(torch.nn.functional.cosine_similarity(u[0].detach(), model.class_prototypes[0], dim=0))
 
-    before, losses = cos_to_prototype_0(), []
+    before, losses = cos_to_class_prototype_0(), []
     for _ in range(20):
-        loss = model.prototype_loss(u, items, labels)
+        loss = model.class_prototype_loss(u, items, labels)
         losses.append(float(loss.detach()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert cos_to_prototype_0() > before + 0.5
+    assert cos_to_class_prototype_0() > before + 0.5
     assert losses[-1] < losses[0]
     assert u.grad[1].abs().sum() == 0  # the head sample is untouched
-    head_only = model.prototype_loss(u, items, torch.tensor([1, 1]))
+    head_only = model.class_prototype_loss(u, items, torch.tensor([1, 1]))
     assert float(head_only.detach()) == 0.0
 
 
@@ -195,7 +197,7 @@ def test_zero_weight_reproduces_plain_loss_training_exactly(small):
     assert torch.equal(model.training_loss(batch, labels, loss_fn), loss_fn(model(batch).float(), labels))
     weighted = build(small, proto_weight=0.5, dropout=0.0)
     weighted.load_state_dict(model.state_dict(), strict=False)
-    expected = loss_fn(weighted(batch).float(), labels) + 0.5 * weighted.prototype_loss(
+    expected = loss_fn(weighted(batch).float(), labels) + 0.5 * weighted.class_prototype_loss(
         weighted.represent(batch), weighted.item_vectors(), labels)
     assert torch.allclose(weighted.training_loss(batch, labels, loss_fn), expected)
 
@@ -224,6 +226,17 @@ def test_lumicrs_trains_end_to_end_with_acfl_and_records_its_details(tmp_path):
                                   "model.params.num_prototypes=5"])
     record = execute(config, plugins, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", quiet=True)
     details = record["components"]["model"]["details"]
-    assert details["prototypes"] == "learned" and details["num_prototypes"] == 5
+    assert details["class_prototypes"]["variant"] == "learned" and details["class_prototypes"]["count"] == 5
     assert record["training"]["epochs_run"] == 2
-    assert 0.0 <= record["metrics"]["rec"]["standard"]["recall@10"] <= 1.0
+    # the recorded metrics are recomputed here from the run's own top-50 lists (samples.jsonl.gz)
+    with gzip.open(tmp_path / "results" / "runs" / record["run_id"] / "samples.jsonl.gz", "rt") as handle:
+        standard = [row for row in map(json.loads, handle) if row["setting"] == "standard"]
+    metrics = record["metrics"]["rec"]["standard"]
+    assert len(standard) == metrics["n_samples"] == 35
+    for k in (1, 10, 50):
+        hits = sum(row["label"] in row["top"][:k] for row in standard)
+        assert metrics[f"recall@{k}"] == pytest.approx(hits / len(standard), abs=1e-12), k
+    reciprocal = [1 / (row["top"].index(row["label"]) + 1) if row["label"] in row["top"][:10] else 0.0
+                  for row in standard]
+    assert metrics["mrr@10"] == pytest.approx(sum(reciprocal) / len(standard), abs=1e-12)
+    assert len({tuple(row["top"][:10]) for row in standard}) > 1  # the ranking depends on the context

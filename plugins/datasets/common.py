@@ -102,15 +102,6 @@ def collapse_unescape(text: str) -> str:
     return collapse(html.unescape(collapse(text)))
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the bytes on disk (for a .gz file: of the compressed bytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sha256_content(path: Path) -> str:
     """SHA-256 of the *decompressed* content, so a file and its gzip copy hash alike (provenance); the
     fingerprint's own hash, so the two can never disagree."""

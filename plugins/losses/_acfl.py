@@ -1,4 +1,5 @@
-"""ACFL, LumiCRS's Adaptive Comprehensive Focal Loss (LOSSES.md §6), with the fidelity switches of §6.3."""
+"""ACFL, LumiCRS's Adaptive Comprehensive Focal Loss (LOSSES.md §6), with the fidelity switches of §6.3, and
+`acfl-released`, the different loss the released LumiCRS training code actually optimises (§6.4)."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._base import CountLoss, focal_term, gather_target
+from ._base import CountLoss, ItemLoss, focal_term, gather_target
 
-MASK_MODES = ("hard", "paper_literal", "classwise_topk", "none")
+MASK_MODES = ("hard", "paper_literal", "none")
 REDUCTIONS = ("masked_mean", "batch_mean")
 SAMPLING_MODES = ("loss", "sampler", "off")
 RELEASED_LOG_EPS = math.log(1e-10)  # log(0 + 1e-10) of the released focal_loss_v1
@@ -29,6 +30,13 @@ def _sampling_mode(value: Any) -> str:
 class ACFL(CountLoss):
     """ℓ_i = −w_c·s_c·α_i·(1 − p_t)^{γ_i}·log p_t over a Top-K mask of the batch (§6.1).
 
+    ``mask_mode="hard"`` (default) *inverts* the paper's Eq. 5 as printed: Eq. 5 reads M_i = 1{p_i ≥ τ_k},
+    which with τ_k the batch k-quantile of p_t keeps the B − ⌈k(B−1)⌉ easiest instances and drops the
+    hardest k; "hard" uses M_i = 1{p_t ≤ τ_k}, keeping the ⌊k(B−1)⌋ + 1 hardest (lowest p_t) ones, which is
+    what the text ("Top-K hard-example mining") and the authors' ``acfl_loss.py`` do. Eq. 5 as printed is
+    ``"paper_literal"``; ``"none"`` keeps every instance. The released training code's class-wise top-K
+    loss is not a mask mode of this loss but its own loss, `ACFLReleased` (`acfl-released`).
+
     ``sampling_weights="loss"`` (default, the authors' code) multiplies ℓ_i by s_c; ``"sampler"`` leaves
     s_c out of the loss and sets ``wants_weighted_sampler`` so the trainer draws training samples with
     probability ∝ ``sample_weights(labels)``; ``"off"`` disables s_c.
@@ -43,6 +51,9 @@ class ACFL(CountLoss):
                  detach_modulators: bool = False, class_weights: bool = True, sampling_weights: Any = "loss",
                  count_smoothing: str = "max1", eps: float = 1e-10):
         sampling = _sampling_mode(sampling_weights)
+        if mask_mode == "classwise_topk":
+            raise ValueError("loss 'acfl': mask_mode 'classwise_topk' is the released code's different loss; "
+                             "use loss 'acfl-released' instead")
         if mask_mode not in MASK_MODES:
             raise ValueError(f"loss 'acfl': mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         if reduction not in REDUCTIONS:
@@ -93,7 +104,10 @@ class ACFL(CountLoss):
         return self.sample_w.to(torch.float32)[labels.to(self.sample_w.device)]
 
     def batch_mask(self, pt: torch.Tensor) -> torch.Tensor:
-        """M_i from the detached gold probabilities: τ_k is the linear-interpolation k-quantile (§6.1)."""
+        """M_i from the detached gold probabilities: τ_k is the linear-interpolation k-quantile (§6.1).
+
+        "hard" keeps p_t ≤ τ_k (Eq. 5 inverted, the hardest k); "paper_literal" keeps p_t ≥ τ_k (Eq. 5).
+        """
         if self.mask_mode == "none":
             return torch.ones_like(pt)
         tau = torch.quantile(pt.detach(), self.k)
@@ -104,8 +118,6 @@ class ACFL(CountLoss):
         z = self._prepare(logits, labels)
         log_p = F.log_softmax(z, dim=1)
         log_pt = gather_target(log_p, labels)
-        if self.mask_mode == "classwise_topk":
-            return self._released_v1(log_p, log_pt)
         pt = log_pt.exp()
         modulator_pt = pt.detach() if self.detach_modulators else pt
         alpha_i = (self.alpha * modulator_pt + self.eps).clamp(self.alpha_min, self.alpha_max)
@@ -120,11 +132,30 @@ class ACFL(CountLoss):
             return masked
         return masked * (labels.shape[0] / mask.sum().clamp_min(1.0))
 
-    def _released_v1(self, log_p: torch.Tensor, log_pt: torch.Tensor) -> torch.Tensor:
-        """`focal_loss_v1` of the released training code (§6.4): α = 0.25, γ = 2, per-instance 95th percentile."""
-        p = log_p.detach().exp()
-        tau = torch.quantile(p, 0.95, dim=1)
+
+class ACFLReleased(ItemLoss):
+    """`focal_loss_v1` of the released LumiCRS training code (LOSSES.md §6.4), a different loss from ACFL.
+
+    Per instance, τ_i is the 95th percentile of that instance's own probabilities over all items (a
+    class-wise top-K, not ACFL's batch-wise one); p̃ = p_t if p_t ≥ τ_i else 0, and
+    ℓ_i = −0.25·(1 − p̃)²·log(p̃ + 1e-10). Unlike the paper's ACFL it has fixed α = 0.25 and γ = 2 (no
+    adaptive α_i, γ_i), no class weights w_c and no sampling weights s_c, so it needs no label counts; and
+    an instance whose gold item lies outside its own top 5% contributes the constant 0.25·23.026 = 5.756
+    with zero gradient, so only instances whose target is already ranked high are trained.
+    """
+
+    loss_name = "acfl-released"
+    ALPHA, GAMMA, TOP_QUANTILE = 0.25, 2.0, 0.95
+
+    def __init__(self) -> None:
+        super().__init__(num_items=None, alpha=self.ALPHA, gamma=self.GAMMA, top_quantile=self.TOP_QUANTILE,
+                         log_eps=1e-10)
+
+    def per_instance(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(self._prepare(logits, labels), dim=1)
+        log_pt = gather_target(log_p, labels)
+        tau = torch.quantile(log_p.detach().exp(), self.TOP_QUANTILE, dim=1)
         keep = log_pt.detach().exp() >= tau
         log_kept = torch.where(keep, log_pt, torch.full_like(log_pt, RELEASED_LOG_EPS))
         kept_pt = torch.where(keep, log_pt.exp(), torch.zeros_like(log_pt))
-        return -0.25 * (1.0 - kept_pt).pow(2) * log_kept
+        return -self.ALPHA * (1.0 - kept_pt).pow(self.GAMMA) * log_kept

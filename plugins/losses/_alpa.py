@@ -1,8 +1,6 @@
 """ALPA, asymmetric loss with Padé approximation (LOSSES.md §9), one-vs-all sigmoid over the item logits."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +16,7 @@ class ALPA(ItemLoss):
 
     loss_name = "alpa"
 
-    def __init__(self, ctx: Any, alpha: float = 0.875, beta: float = 1.625, gamma_pos: float = 0.0,
+    def __init__(self, alpha: float = 0.875, beta: float = 1.625, gamma_pos: float = 0.0,
                  gamma_neg: float = 4.0, margin: float = 0.05, a0: float = -1.5, a1: float = 1.5, b1: float = 0.0,
                  c0: float = -1.0, c1: float = 1.0, d1: float = 0.0, reduction: str = "mean", mode: str = "ova"):
         if reduction not in ("mean", "sum"):

@@ -92,11 +92,6 @@ def gather_target(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return values.gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
-def target_log_prob(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p_{i,y_i} from log-softmax, never log(softmax + eps) (§1.4)."""
-    return gather_target(F.log_softmax(z, dim=1), labels)
-
-
 def focal_term(log_pt: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
     """(1 − p_t)^γ with 1 − p_t clamped at 1e-6, so 0 < γ < 1 has a finite derivative at p_t = 1 (§5)."""
     if isinstance(gamma, (int, float)) and gamma == 0:

@@ -8,7 +8,6 @@ a deterministic function of the logits.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,7 @@ class CSL(ItemLoss):
 
     loss_name = "csl"
 
-    def __init__(self, ctx: Any, num_items: int, reward: float = 2.0, weight: float = 1.0,
+    def __init__(self, num_items: int, reward: float = 2.0, weight: float = 1.0,
                  target_set: str = "all", legacy_eval_updates: bool = False, reset_on_epoch: bool = False,
                  tiers: list[str] | None = None):
         if target_set not in ("all", "tail"):

@@ -5,8 +5,6 @@ with −inf for empty sets. The pair term is a column-wise (item-side) softmax o
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +31,7 @@ class DRLoss(ItemLoss):
 
     loss_name = "dr-loss"
 
-    def __init__(self, ctx: Any, gamma1: float = 5.0, gamma2: float = 7.0, mode: str = "hybrid", lam: float = 1.0,
+    def __init__(self, gamma1: float = 5.0, gamma2: float = 7.0, mode: str = "hybrid", lam: float = 1.0,
                  lambda_neg: float = 1.0, negative_term: bool = True):
         if mode not in MODES:
             raise ValueError(f"loss 'dr-loss': mode must be one of {MODES}, got {mode!r}")

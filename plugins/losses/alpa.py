@@ -10,7 +10,7 @@ def build_alpa(ctx, alpha: float = 0.875, beta: float = 1.625, gamma_pos: float 
     """ALPA over sigmoid item logits; reduction='sum' is the released (batch-size dependent) scale."""
     from ._alpa import ALPA
 
-    return ALPA(ctx, alpha=alpha, beta=beta, gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin, a0=a0, a1=a1,
+    return ALPA(alpha=alpha, beta=beta, gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin, a0=a0, a1=a1,
                 b1=b1, c0=c0, c1=c1, d1=d1, reduction=reduction, mode=mode)
 
 

@@ -17,7 +17,7 @@ def build_csl(ctx, reward: float = 2.0, weight: float = 1.0, target_set: str = "
     if stats is None:
         raise ValueError("loss 'csl' needs the item statistics (ctx.stats) to know the catalogue size")
     tiers = list(stats.tiers) if target_set == "tail" else None
-    return CSL(ctx, num_items=len(stats.popularity), reward=reward, weight=weight, target_set=target_set,
+    return CSL(num_items=len(stats.popularity), reward=reward, weight=weight, target_set=target_set,
                legacy_eval_updates=legacy_eval_updates, reset_on_epoch=reset_on_epoch, tiers=tiers)
 
 

@@ -13,7 +13,7 @@ def build_dr_loss(ctx, gamma1: float = 5.0, gamma2: float = 7.0, mode: str = "hy
     """mode='hybrid' (CE + lam·DR, default), 'faithful' (mean over all item columns) or 'present_only'."""
     from ._dr import DRLoss
 
-    return DRLoss(ctx, gamma1=gamma1, gamma2=gamma2, mode=mode, lam=lam, lambda_neg=lambda_neg,
+    return DRLoss(gamma1=gamma1, gamma2=gamma2, mode=mode, lam=lam, lambda_neg=lambda_neg,
                   negative_term=negative_term)
 
 

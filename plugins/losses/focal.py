@@ -1,4 +1,5 @@
-"""Focal-family losses: focal (Lin et al. 2017), ACFL (LumiCRS) and EAFL / A-FL-CRS (LOSSES.md §5, §6, §8).
+"""Focal-family losses: focal (Lin et al. 2017), ACFL and the released LumiCRS code's loss, and EAFL / A-FL-CRS
+(LOSSES.md §5, §6, §8).
 
 Registration only; the torch implementations live in `_focal` and `_acfl` and are imported by the factories.
 """
@@ -24,7 +25,7 @@ def build_acfl(ctx, alpha: float = 0.6, gamma: float = 2.5, k: float = 0.20, alp
                reduction: str = "masked_mean", normalize_weights: bool = False, detach_modulators: bool = False,
                class_weights: bool = True, sampling_weights: Any = "loss", count_smoothing: str = "max1",
                eps: float = 1e-10):
-    """ACFL with the paper's α, γ, k and the released code's clip ranges and thresholds."""
+    """ACFL with the paper's α, γ, k and the released code's clip ranges and thresholds (hardest-k mask)."""
     from ._acfl import ACFL
 
     return ACFL(ctx, alpha=alpha, gamma=gamma, k=k, alpha_min=alpha_min, alpha_max=alpha_max, gamma_min=gamma_min,
@@ -33,6 +34,13 @@ def build_acfl(ctx, alpha: float = 0.6, gamma: float = 2.5, k: float = 0.20, alp
                 normalize_weights=normalize_weights, detach_modulators=detach_modulators,
                 class_weights=class_weights, sampling_weights=sampling_weights, count_smoothing=count_smoothing,
                 eps=eps)
+
+
+def build_acfl_released(ctx):
+    """The released LumiCRS code's `focal_loss_v1`: per-instance top-5% mask, α = 0.25, γ = 2 (§6.4)."""
+    from ._acfl import ACFLReleased
+
+    return ACFLReleased()
 
 
 def build_eafl(ctx, lambda_s: float = 1.0, lambda_v: float = 1.0, mode: str = "softmax", gamma: float | None = None,
@@ -47,7 +55,10 @@ def build_eafl(ctx, lambda_s: float = 1.0, lambda_v: float = 1.0, mode: str = "s
 @hookimpl
 def crs_bench_register_losses(registry) -> None:
     registry.add("focal", build_focal, "Softmax focal loss (Lin et al. 2017), gamma=2, alpha=1.", version="1")
-    registry.add("acfl", build_acfl, "LumiCRS adaptive comprehensive focal loss with hardest-k mask.",
+    registry.add("acfl", build_acfl, "LumiCRS adaptive comprehensive focal loss (paper) with hardest-k mask.",
                  requires={"item_counts"}, version="1")
+    registry.add("acfl-released", build_acfl_released,
+                 "LumiCRS released code's focal_loss_v1 (not the paper's ACFL): gold kept only inside its own "
+                 "top 5%, alpha=0.25, gamma=2.", version="1")
     registry.add("eafl", build_eafl, "A-FL adaptive focal loss, CRS mapping (reconstructed).",
                  requires={"item_counts"}, version="1")

@@ -11,8 +11,8 @@ from harness import hookimpl
 @hookimpl
 def crs_bench_register_models(registry) -> None:
     registry.add("lumicrs", "plugins.lumicrs.model:LumiCRS",
-                 "LumiCRS: hybrid backbone + K prototypes with an asymmetric body/tail contrastive term "
-                 "(use with loss acfl).", version="1")
+                 "LumiCRS: hybrid backbone + K learned class prototypes with an asymmetric body/tail "
+                 "contrastive term (use with loss acfl).", version="1")
 
 
 @hookimpl
@@ -22,8 +22,8 @@ def crs_bench_register_augmenters(registry) -> None:
     registry.add("template", "plugins.lumicrs.augmenters:TemplateAugmenter",
                  "Hand-written template dialogues recommending each body/tail movie.", version="1")
     registry.add("swap", "plugins.lumicrs.augmenters:SwapAugmenter",
-                 "Prototype-guided substitution: support dialogues with a KG-close movie replaced by the target.",
+                 "Exemplar-guided substitution: support dialogues with a KG-close movie replaced by the target.",
                  version="1")
     registry.add("pda", "plugins.lumicrs.augmenters:PDAAugmenter",
-                 "Prototype-driven LLM augmentation (similarity filter, judge voting) or a JSONL of accepted "
-                 "dialogues.", version="1")
+                 "Prototype-driven LLM augmentation from exemplar dialogues (similarity filter, judge voting) "
+                 "or a JSONL of accepted dialogues.", version="1")

@@ -21,7 +21,7 @@ from harness.data import RECOMMENDER, SEEKER, DataError, Dialogue, Turn
 from harness.popularity import ItemStatistics, TierThresholds
 
 from . import parsing
-from .prototypes import CompositeWeights, PrototypeSet, dialogue_text, embed_texts, segment, select_prototypes
+from .exemplars import CompositeWeights, ExemplarSet, dialogue_text, embed_texts, segment, select_exemplars
 
 TIERS = ("head", "body", "tail")  # head appears only for `random` copies and file records tagged head
 
@@ -185,39 +185,40 @@ class TemplateAugmenter(_Base):
                         meta={"augmenter": "template", "target": item, "tier": tier})
 
 
-# ------------------------------------------------------------------------------------------ prototype use
+# ------------------------------------------------------------------------------------------- exemplar use
 
 
-class _PrototypeBased(_Base):
-    """Builds the prototype set of the training dialogues (MiniLM + VADER, SYSTEMS.md §10.2-10.3)."""
+class _ExemplarBased(_Base):
+    """Builds the exemplar dialogues and support sets of the training dialogues (MiniLM + VADER, SYSTEMS.md
+    §10.2-10.3; the paper's "prototype dialogues", not the model's learned class prototypes)."""
 
     def __init__(self, ctx: RunContext, ratio: float | None, per_tail: int, per_body: int, encoder: str,
-                 support_size: int, prototype_rule: str, weights: Sequence[float], alpha_int: float,
+                 support_size: int, exemplar_rule: str, weights: Sequence[float], alpha_int: float,
                  normalize_mov: bool):
         super().__init__(ctx, ratio, per_tail, per_body)
         if len(weights) != 4:
             raise ValueError(f"augmenter '{self.name}': weights are (w_sem, w_emo, w_mov, w_int), got {weights}")
-        self.encoder, self.support_size, self.rule = encoder, support_size, prototype_rule
+        self.encoder, self.support_size, self.rule = encoder, support_size, exemplar_rule
         self.weights = CompositeWeights(*[float(w) for w in weights], alpha_int=float(alpha_int),
                                         normalize_mov=bool(normalize_mov))
-        self.prototypes: PrototypeSet | None = None
+        self.exemplars: ExemplarSet | None = None
         self.embeddings: np.ndarray | None = None
 
-    def _build(self, train: Sequence[Dialogue]) -> PrototypeSet:
+    def _build(self, train: Sequence[Dialogue]) -> ExemplarSet:
         from .emotion import dialogue_emotions
 
         started = time.perf_counter()
         self.embeddings = embed_texts([dialogue_text(d) for d in train], self.encoder, self.ctx.cache_dir,
                                       self.ctx.device)
         emotions = dialogue_emotions(train)
-        self.prototypes = select_prototypes(train, self.stats, self.embeddings, emotions, self.weights,
-                                            self.support_size, self.rule)
-        self.extra["prototypes"] = {**self.prototypes.summary(), "encoder": self.encoder, "emotion": "vader",
-                                    "seconds": round(time.perf_counter() - started, 2)}
-        return self.prototypes
+        self.exemplars = select_exemplars(train, self.stats, self.embeddings, emotions, self.weights,
+                                          self.support_size, self.rule)
+        self.extra["exemplars"] = {**self.exemplars.summary(), "encoder": self.encoder, "emotion": "vader",
+                                   "seconds": round(time.perf_counter() - started, 2)}
+        return self.exemplars
 
 
-class SwapAugmenter(_PrototypeBased):
+class SwapAugmenter(_ExemplarBased):
     """Copies of a body/tail movie's support dialogues in which the recommended movie closest to the target
     in the KG (most shared neighbours: genres, people, ...) is replaced by the target, in items, entities
     and text. Dialogues that already mention the target, or have no KG-close movie, are skipped."""
@@ -225,10 +226,10 @@ class SwapAugmenter(_PrototypeBased):
     name = "swap"
 
     def __init__(self, ctx: RunContext, ratio: float | None = 0.3, per_tail: int = 8, per_body: int = 4,
-                 encoder: str = "all-MiniLM-L6-v2", support_size: int = 10, prototype_rule: str = "centroid",
+                 encoder: str = "all-MiniLM-L6-v2", support_size: int = 10, exemplar_rule: str = "centroid",
                  weights: Sequence[float] = (0.4, 0.2, 0.2, 0.2), alpha_int: float = 1.0,
                  normalize_mov: bool = False, min_shared: int = 1):
-        super().__init__(ctx, ratio, per_tail, per_body, encoder, support_size, prototype_rule, weights, alpha_int,
+        super().__init__(ctx, ratio, per_tail, per_body, encoder, support_size, exemplar_rule, weights, alpha_int,
                          normalize_mov)
         if ctx.dataset.kg is None:
             raise ValueError(f"augmenter 'swap' needs a knowledge graph; '{ctx.dataset.name}' has none")
@@ -250,14 +251,14 @@ class SwapAugmenter(_PrototypeBased):
         return (incidence @ incidence.T).tocsr()
 
     def augment(self, train: Sequence[Dialogue], rng: random.Random) -> list[Dialogue]:
-        prototypes = self._build(train)
+        exemplars = self._build(train)
         shared = self._shared()
         titles = self.dataset.catalogue.titles
         out = []
-        for item, tier in zip(prototypes.items.tolist(), prototypes.tiers):
+        for item, tier in zip(exemplars.items.tolist(), exemplars.tiers):
             wanted, made = self.per_tier[tier], 0
             row = shared.getrow(item).toarray().ravel()
-            for d in prototypes.support_of(item):
+            for d in exemplars.support_of(item):
                 if made >= wanted:
                     break
                 self.counts[tier]["generated"] += 1
@@ -325,7 +326,7 @@ REVIEW_POLICIES = ("reject", "accept")
 
 
 def passes_similarity(similarity: float, maximum: float = 0.85) -> bool:
-    """The near-copy filter keeps a candidate whose cosine to its prototype is at most `maximum`."""
+    """The near-copy filter keeps a candidate whose cosine to its exemplar dialogue is at most `maximum`."""
     return similarity <= maximum
 
 
@@ -340,11 +341,12 @@ def _builtin_registries() -> Any:
     return load_plugins(autoload=False).registries
 
 
-class PDAAugmenter(_PrototypeBased):
-    """Prototype-driven augmentation: prompts from each body/tail movie's prototype and support set, an LLM
-    (or a JSONL of dialogues accepted elsewhere), mandatory rule checks, the > `similarity_max` cosine
-    near-copy filter, and judge voting (accept >= `accept_votes` passes, review >= `review_votes`, reject
-    below; the review band follows `review_policy` since there is no human reviewer)."""
+class PDAAugmenter(_ExemplarBased):
+    """PDA, the paper's "prototype-driven augmentation", driven here by exemplar dialogues: prompts from each
+    body/tail movie's exemplar and support set, an LLM (or a JSONL of dialogues accepted elsewhere), mandatory
+    rule checks, the > `similarity_max` cosine near-copy filter (to the exemplar), and judge voting (accept
+    >= `accept_votes` passes, review >= `review_votes`, reject below; the review band follows `review_policy`
+    since there is no human reviewer)."""
 
     name = "pda"
 
@@ -355,9 +357,9 @@ class PDAAugmenter(_PrototypeBased):
                  similarity_max: float = 0.85, judges: Sequence[str] = RULE_JUDGES, accept_votes: int = 4,
                  review_votes: int = 2, review_policy: str = "reject", on_topic_min: float = 0.3,
                  augmentation_file: str | None = None, encoder: str = "all-MiniLM-L6-v2", support_size: int = 3,
-                 prototype_rule: str = "centroid", weights: Sequence[float] = (0.4, 0.2, 0.2, 0.2),
+                 exemplar_rule: str = "centroid", weights: Sequence[float] = (0.4, 0.2, 0.2, 0.2),
                  alpha_int: float = 1.0, normalize_mov: bool = False):
-        super().__init__(ctx, ratio, per_tail, per_body, encoder, support_size, prototype_rule, weights, alpha_int,
+        super().__init__(ctx, ratio, per_tail, per_body, encoder, support_size, exemplar_rule, weights, alpha_int,
                          normalize_mov)
         if review_policy not in REVIEW_POLICIES:
             raise ValueError(f"augmenter 'pda': review_policy must be one of {REVIEW_POLICIES}, got {review_policy!r}")
@@ -377,7 +379,7 @@ class PDAAugmenter(_PrototypeBased):
         self.titles = parsing.TitleIndex(ctx.dataset.catalogue)
         # the LLM backends registered by plugins; a context built by hand falls back to the built-in ones
         self.registries = ctx.registries if ctx.registries is not None else _builtin_registries()
-        if augmentation_file is None:  # unknown backend names fail here, before any prototype is computed
+        if augmentation_file is None:  # unknown backend names fail here, before any exemplar is selected
             for name in {backend, *(j.split(":", 1)[1] for j in judges if j.startswith("llm:"))}:
                 self.registries.llm_backends.get(name)
         self.generator: Any = None
@@ -394,10 +396,10 @@ class PDAAugmenter(_PrototypeBased):
         return "\n".join(lines)
 
     def prompt(self, train: Sequence[Dialogue], item: int) -> list[dict[str, str]]:
-        """Prototype + support dialogues + the instruction to recommend the target (SYSTEMS.md §10.5 step 1)."""
-        assert self.prototypes is not None
+        """Exemplar + support dialogues + the instruction to recommend the target (SYSTEMS.md §10.5 step 1)."""
+        assert self.exemplars is not None
         title = parsing.surface(self.dataset.catalogue.titles[item])
-        examples = [self.prototypes.prototype_of(item)] + self.prototypes.support_of(item)[: self.support_in_prompt]
+        examples = [self.exemplars.exemplar_of(item)] + self.exemplars.support_of(item)[: self.support_in_prompt]
         shown = "\n\n".join(f"Example {k + 1}:\n{self._render(train[d])}" for k, d in enumerate(examples))
         instruction = (f"{shown}\n\nWrite one new dialogue like the examples, 6 to 10 lines, alternating "
                        f"'Seeker:' and 'Recommender:' lines. The Recommender must recommend the movie \"{title}\" "
@@ -405,8 +407,8 @@ class PDAAugmenter(_PrototypeBased):
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": instruction}]
 
     def _targets(self) -> list[tuple[int, str]]:
-        assert self.prototypes is not None
-        pairs = list(zip(self.prototypes.items.tolist(), self.prototypes.tiers))
+        assert self.exemplars is not None
+        pairs = list(zip(self.exemplars.items.tolist(), self.exemplars.tiers))
         random.Random(self.generation_seed).shuffle(pairs)  # not the run seed: every seed shares generations
         return pairs if self.max_items is None else pairs[: self.max_items]
 
@@ -424,7 +426,7 @@ class PDAAugmenter(_PrototypeBased):
             out = self._cap(accepted, len(train), rng)
             self.extra["seconds"] = round(time.perf_counter() - started, 2)
             return out
-        prototypes = self._build(train)
+        exemplars = self._build(train)
         self.generator = self._generator(self.backend_name, self.backend_params, self.max_calls)
         candidates: list[tuple[int, str, int, parsing.Parsed]] = []
         budget_hit = False
@@ -444,7 +446,7 @@ class PDAAugmenter(_PrototypeBased):
                     budget_hit = True
                     break
                 self.counts[tier]["generated"] += 1
-                expected = [item] + [i for d in [prototypes.prototype_of(item)] + prototypes.support_of(item)
+                expected = [item] + [i for d in [exemplars.exemplar_of(item)] + exemplars.support_of(item)
                                      for turn in train[d].turns for i in turn.items]
                 parsed = parsing.to_turns(parsing.split_roles(text), self.titles, self.dataset.kg, expected)
                 failure = parsing.first_failure(parsing.mandatory_checks(parsed, item))
@@ -454,7 +456,7 @@ class PDAAugmenter(_PrototypeBased):
                 candidates.append((item, tier, k, parsed))
             if budget_hit:
                 break
-        accepted = self._filter_and_judge(train, candidates)
+        accepted = self._filter_and_judge(candidates)
         self.extra.update({
             "source": "llm", "backend": self.generator.backend.identity(), "backend_name": self.backend_name,
             "llm_calls": self.generator.calls, "cache_hits": self.generator.hits, "budget_exhausted": budget_hit,
@@ -465,7 +467,7 @@ class PDAAugmenter(_PrototypeBased):
                                              "review": f"{self.review_votes}..{self.accept_votes - 1}",
                                              "reject": f"< {self.review_votes}"},
             "review_policy": f"no human reviewer: review band is {self.review_policy}ed",
-            "similarity_filter": f"discard cosine to prototype > {self.similarity_max} ({self.encoder})",
+            "similarity_filter": f"discard cosine to exemplar > {self.similarity_max} ({self.encoder})",
             "judge_llm_calls": sum(g.calls for g in self.judge_generators.values()),
             "label": "PDA-proxy" if self.backend_name == "hf" else "PDA",
         })
@@ -475,14 +477,14 @@ class PDAAugmenter(_PrototypeBased):
 
     # -- filtering ----------------------------------------------------------------------------------
 
-    def _filter_and_judge(self, train: Sequence[Dialogue], candidates: list) -> list[Dialogue]:
+    def _filter_and_judge(self, candidates: list) -> list[Dialogue]:
         if not candidates:
             return []
-        assert self.prototypes is not None and self.embeddings is not None
+        assert self.exemplars is not None and self.embeddings is not None
         texts = ["\n".join(f"{t.role}: {t.text}" for t in parsed.turns) for _, _, _, parsed in candidates]
         vectors = embed_texts(texts, self.encoder, self.ctx.cache_dir, self.ctx.device)
-        protos = np.asarray([self.prototypes.prototype_of(item) for item, _, _, _ in candidates])
-        similarity = np.sum(vectors * self.embeddings[protos], axis=1)
+        exemplar_rows = np.asarray([self.exemplars.exemplar_of(item) for item, _, _, _ in candidates])
+        similarity = np.sum(vectors * self.embeddings[exemplar_rows], axis=1)
         accepted = []
         buckets = {"accept": 0, "review": 0, "reject": 0}
         for (item, tier, k, parsed), sim, text in zip(candidates, similarity.tolist(), texts):

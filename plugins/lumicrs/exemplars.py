@@ -1,10 +1,12 @@
-"""LumiCRS popularity segmentation, prototype dialogues and support sets (SYSTEMS.md §10.1-10.3).
+"""LumiCRS popularity segmentation, exemplar dialogues and support sets (SYSTEMS.md §10.1-10.3).
 
-For every body or tail movie m with at least one training dialogue (D_m = the dialogues mentioning m):
+The paper calls the exemplar dialogue a "prototype"; here that word is kept for the model's learned class
+prototypes (`plugins.lumicrs.model`), which are vectors, not dialogues. For every body or tail movie m with at
+least one training dialogue (D_m = the dialogues mentioning m):
 
-* prototype x_m: ``rule="centroid"`` (the released code, SYSTEMS.md §10.2) takes the member of D_m nearest to
+* exemplar x_m: ``rule="centroid"`` (the released code, SYSTEMS.md §10.2) takes the member of D_m nearest to
   the mean sentence embedding of D_m; ``rule="composite"`` takes the member with the highest mean FinalScore
-  to the other members of D_m (a singleton's prototype is its only dialogue under both rules);
+  to the other members of D_m (a singleton's exemplar is its only dialogue under both rules);
 * support set S_m: the top-K_s training dialogues other than x_m by FinalScore(x_m, ·) over the whole corpus.
 
 FinalScore = w_sem·Sim_sem + w_emo·Sim_emo + w_mov·Sim_mov + w_int·R with Sim_sem the cosine of MiniLM dialogue
@@ -86,12 +88,12 @@ def segment(stats: ItemStatistics) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class PrototypeSet:
-    """Per target item (ascending index): tier, prototype dialogue and support dialogues (-1 pads)."""
+class ExemplarSet:
+    """Per target item (ascending index): tier, exemplar dialogue and support dialogues (-1 pads)."""
 
     items: np.ndarray
     tiers: list[str]
-    prototype: np.ndarray
+    exemplar: np.ndarray
     support: np.ndarray  # [n_items, K_s] dialogue indices, best first
     support_scores: np.ndarray
     rule: str
@@ -104,8 +106,8 @@ class PrototypeSet:
     def __contains__(self, item: int) -> bool:
         return int(item) in self._position
 
-    def prototype_of(self, item: int) -> int:
-        return int(self.prototype[self._position[int(item)]])
+    def exemplar_of(self, item: int) -> int:
+        return int(self.exemplar[self._position[int(item)]])
 
     def support_of(self, item: int) -> list[int]:
         return [int(d) for d in self.support[self._position[int(item)]] if d >= 0]
@@ -120,12 +122,12 @@ class PrototypeSet:
                 "alpha_int": self.weights.alpha_int, "normalize_mov": self.weights.normalize_mov}
 
 
-def select_prototypes(dialogues: Sequence[Dialogue], stats: ItemStatistics, embeddings: np.ndarray,
-                      emotions: np.ndarray, weights: CompositeWeights | None = None, support_size: int = 3,
-                      rule: str = "centroid", chunk: int = 256) -> PrototypeSet:
-    """Prototypes and support sets of every body/tail item with a training dialogue."""
+def select_exemplars(dialogues: Sequence[Dialogue], stats: ItemStatistics, embeddings: np.ndarray,
+                     emotions: np.ndarray, weights: CompositeWeights | None = None, support_size: int = 3,
+                     rule: str = "centroid", chunk: int = 256) -> ExemplarSet:
+    """Exemplar dialogues and support sets of every body/tail item with a training dialogue."""
     if rule not in RULES:
-        raise ValueError(f"prototype rule must be one of {RULES}, got {rule!r}")
+        raise ValueError(f"exemplar rule must be one of {RULES}, got {rule!r}")
     weights = weights or CompositeWeights()
     embeddings = np.asarray(embeddings, dtype=np.float64)
     emotions = np.asarray(emotions, dtype=np.float64)
@@ -165,22 +167,16 @@ def select_prototypes(dialogues: Sequence[Dialogue], stats: ItemStatistics, embe
     for start in range(0, len(targets), chunk):
         part = np.arange(start, min(len(targets), start + chunk))
         final = composite_scores(best_index[part], embeddings, emotions, movies, weights)
-        final[np.arange(len(part)), best_index[part]] = -np.inf  # S_m excludes the prototype itself
+        final[np.arange(len(part)), best_index[part]] = -np.inf  # S_m excludes the exemplar itself
         order = np.argsort(-final, axis=1, kind="stable")[:, :k]
         support[part, :k] = order
         support_scores[part, :k] = np.take_along_axis(final, order, axis=1)
-    return PrototypeSet(targets, [str(tier_array[i]) for i in targets], best_index, support, support_scores,
-                        rule, weights)
+    return ExemplarSet(targets, [str(tier_array[i]) for i in targets], best_index, support, support_scores,
+                       rule, weights)
 
 
 def dialogue_text(dialogue: Dialogue) -> str:
     return "\n".join(f"{turn.role}: {turn.text}" for turn in dialogue.turns)
-
-
-def dialogue_embeddings(dialogues: Sequence[Dialogue], encoder: str, cache_dir: Path | None, device: str = "cpu",
-                        max_tokens: int = 256) -> np.ndarray:
-    """[n, d] L2-normalised sentence embeddings of whole dialogues (disk-cached by the text encoder)."""
-    return embed_texts([dialogue_text(d) for d in dialogues], encoder, cache_dir, device, max_tokens)
 
 
 def embed_texts(texts: Sequence[str], encoder: str, cache_dir: Path | None, device: str = "cpu",
