@@ -14,6 +14,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .api.conformance import ConformanceError
     from .config import ConfigError
     from .data import DataError
+    from .download import DownloadError
     from .errors import RunError
     from .migrations import MigrationError
     from .plugin_manager import PluginError
@@ -21,7 +22,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .requirements import RequirementError
     from .results import RecordError
 
-    return (ConfigError, ConformanceError, DataError, MigrationError, PluginError, RegistryError, RecordError,
+    return (ConfigError, ConformanceError, DataError, DownloadError, MigrationError, PluginError, RegistryError, RecordError,
             RequirementError, RunError, FileNotFoundError)
 
 

@@ -72,10 +72,27 @@ def build(registries: Registries, config: dict[str, Any]) -> dict[str, dict[str,
     return families
 
 
+def produced_keys(family: Family) -> set[str] | None:
+    """The concrete keys a ranking family produces, from one call on empty lists (None if it refuses)."""
+    import numpy as np
+
+    from .ranking import LIST_LENGTH, MetricContext, RankedLists
+
+    empty = RankedLists("standard", np.zeros((0, LIST_LENGTH), dtype=np.int64), np.zeros(0, dtype=np.int64),
+                        np.zeros(0, dtype=np.int64))
+    ctx = MetricContext(LIST_LENGTH, np.zeros(LIST_LENGTH, dtype=np.int64), np.array(["tail"] * LIST_LENGTH))
+    try:
+        return set(family.instance.compute(empty, ctx))
+    except Exception:  # noqa: BLE001 - a family that needs real lists is checked by its declared patterns
+        return None
+
+
 def check_select_metric(select: str, families: dict[str, Family]) -> None:
-    """The model-selection key must be a key some ranking family declares."""
-    if any(family.spec.produces(select) for family in families.values()):
-        return
+    """The model-selection key must be a key some ranking family produces with its configured cut-offs."""
+    for family in families.values():
+        keys = produced_keys(family)
+        if select in keys if keys is not None else family.spec.produces(select):
+            return
     examples = [column for family in families.values() for column in family.spec.columns]
     close = difflib.get_close_matches(select, examples, n=3, cutoff=0.5)
     hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else \

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from harness import hookimpl
-from harness.components import RunContext
+from harness.api import hookimpl
+from harness.api import RunContext
 from harness.data import Dialogue
 
 

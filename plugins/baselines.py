@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from harness import hookimpl
-from harness.components import RunContext
+from harness.api import hookimpl
+from harness.api import RunContext
 from harness.data import RecSample, Split
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from harness import hookimpl
+from harness.api import hookimpl
 from harness.data import (
     MOVIE_PLACEHOLDER,
     RECOMMENDER,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.components import RunContext
+from harness.api import RunContext
 from harness.data import RECOMMENDER, SEEKER, Catalogue, DataError, Dataset, Dialogue, KnowledgeGraph, Split, Turn
 from harness.popularity import compute_statistics
 from harness.plugin_manager import load_plugins

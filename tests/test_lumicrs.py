@@ -113,7 +113,7 @@ def test_exemplar_selection_is_deterministic_and_breaks_ties_by_lower_index():
 
 @pytest.fixture(scope="module")
 def small():
-    from harness.components import RunContext
+    from harness.api import RunContext
     from harness.popularity import compute_statistics
     from plugins.synthetic import build_synthetic
 

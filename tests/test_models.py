@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
 
-from harness.components import RunContext  # noqa: E402
+from harness.api import RunContext  # noqa: E402
 from harness.data import KnowledgeGraph  # noqa: E402
 from harness.popularity import compute_statistics  # noqa: E402
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.components import RunContext
+from harness.api import RunContext
 from harness.data import RECOMMENDER, SEEKER, Catalogue, Dataset, Dialogue, Split, Turn, build_samples, merge_turns
 from harness.evaluation import rank_split
 from harness.popularity import compute_statistics

@@ -6,7 +6,6 @@ Kept free of heavy imports: plugin modules import this at `bench --help` time.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import html
 import io
 import json

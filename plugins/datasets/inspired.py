@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from harness import hookimpl
+from harness.api import hookimpl
 from harness.data import (
     RECOMMENDER, SEEKER, SPLITS, Catalogue, DataError, Dataset, Dialogue, KnowledgeGraph, Split, Turn,
     merge_turns,

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness import hookimpl
+from harness.api import hookimpl
 from harness.data import (
     MOVIE_PLACEHOLDER, RECOMMENDER, SEEKER, Catalogue, DataError, Dataset, Dialogue, KnowledgeGraph, Split,
     Turn, merge_turns, reading,

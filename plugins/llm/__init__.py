@@ -4,7 +4,7 @@ Registered lazily ("module:attribute"): importing this module imports neither to
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_ahl(ctx, hierarchy: str = "auto", level_weights: Sequence[float] | None = None, gumbel_beta: float = 1.0,

@@ -1,7 +1,7 @@
 """ALPA: asymmetric one-vs-all loss with Padé approximation, released constants (LOSSES.md §9)."""
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_alpa(ctx, alpha: float = 0.875, beta: float = 1.625, gamma_pos: float = 0.0, gamma_neg: float = 4.0,

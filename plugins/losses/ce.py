@@ -1,7 +1,7 @@
 """Cross-entropy over the catalogue: the reference loss every long-tail loss is compared with (LOSSES.md §4)."""
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_cross_entropy(ctx, label_smoothing: float = 0.0):

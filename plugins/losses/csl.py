@@ -5,7 +5,7 @@ Stateful: updates its running statistics only in training mode (``loss.train()``
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_csl(ctx, reward: float = 2.0, weight: float = 1.0, target_set: str = "all",

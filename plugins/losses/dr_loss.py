@@ -5,7 +5,7 @@ with a lower gamma2. Registration only; the implementation lives in `_dr`.
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_dr_loss(ctx, gamma1: float = 5.0, gamma2: float = 7.0, mode: str = "hybrid", lam: float = 1.0,

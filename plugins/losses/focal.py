@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_focal(ctx, gamma: float = 2.0, alpha: float = 1.0, alpha_mode: str = "none", beta: float = 0.9999,

@@ -5,7 +5,7 @@ hyperparameter must equal the model's scale. Registration only; the implementati
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_ala(ctx, scale: float = 30.0, qf_norm: str = "log2", drw_epoch: int | None = None,

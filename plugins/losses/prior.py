@@ -4,7 +4,7 @@ Registration only; the torch implementations live in `_prior`.
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 
 def build_logit_adjust(ctx, tau: float = 1.0, form: str = "loss", count_smoothing: str = "max1"):

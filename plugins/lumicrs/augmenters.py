@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.components import RunContext
+from harness.api import RunContext
 from harness.data import RECOMMENDER, SEEKER, DataError, Dialogue, Turn
 from harness.popularity import ItemStatistics, TierThresholds
 
@@ -335,12 +335,6 @@ def vote_bucket(passes: int, accept: int = 4, review: int = 2) -> str:
     return "accept" if passes >= accept else "review" if passes >= review else "reject"
 
 
-def _builtin_registries() -> Any:
-    from harness.plugin_manager import load_plugins
-
-    return load_plugins(autoload=False).registries
-
-
 class PDAAugmenter(_ExemplarBased):
     """PDA, the paper's "prototype-driven augmentation", driven here by exemplar dialogues: prompts from each
     body/tail movie's exemplar and support set, an LLM (or a JSONL of dialogues accepted elsewhere), mandatory
@@ -377,8 +371,10 @@ class PDAAugmenter(_ExemplarBased):
         self.accept_votes, self.review_votes, self.review_policy = accept_votes, review_votes, review_policy
         self.on_topic_min, self.augmentation_file = on_topic_min, augmentation_file
         self.titles = parsing.TitleIndex(ctx.dataset.catalogue)
-        # the LLM backends registered by plugins; a context built by hand falls back to the built-in ones
-        self.registries = ctx.registries if ctx.registries is not None else _builtin_registries()
+        # the LLM backends registered by plugins, handed over by the run context
+        if ctx.registries is None:
+            raise ValueError("augmenter 'pda' needs ctx.registries (the run's registered LLM backends)")
+        self.registries = ctx.registries
         if augmentation_file is None:  # unknown backend names fail here, before any exemplar is selected
             for name in {backend, *(j.split(":", 1)[1] for j in judges if j.startswith("llm:"))}:
                 self.registries.llm_backends.get(name)

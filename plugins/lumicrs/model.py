@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.components import RunContext
+from harness.api import RunContext
 from plugins.models.hybrid import Hybrid
 
 VARIANTS = ("learned", "kmeans-frozen", "random-frozen", "off")

@@ -91,7 +91,6 @@ def sentence_bleu_legacy(hypothesis: Sequence[str], reference: Sequence[str], or
 class LegacyBleu:
     """bleu{n}_legacy: mean over responses of sentence-level BLEU-n on "System: " strings."""
 
-
     def __init__(self, orders=ORDERS):
         self.orders = tuple(orders)
 
@@ -115,7 +114,6 @@ class LegacyBleu:
 
 class SacreBleu:
     """Corpus BLEU (sacrebleu defaults: 13a, mixed case, exp smoothing) with its signature."""
-
 
     def _metric(self):
         from sacrebleu.metrics import BLEU
@@ -153,7 +151,6 @@ class SacreBleu:
 
 class Rouge:
     """rouge2 / rougeL F-measure (rouge-score, no stemmer), averaged over responses."""
-
 
     def per_response(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
         from rouge_score.rouge_scorer import RougeScorer
@@ -195,7 +192,6 @@ def ngram_incidence(token_lists: Sequence[Sequence[str]], n: int) -> tuple["spar
 
 class Distinct:
     """dist{n}_legacy = |⋃ n-grams of prefixed predictions| / J; dist{n}_ratio = distinct / total."""
-
 
     def __init__(self, orders=ORDERS):
         self.orders = tuple(orders)

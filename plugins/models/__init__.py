@@ -6,7 +6,7 @@ losses that need one (ALA, LDAM); run `ce` with the same variant as the control 
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 
 COSINE = {"cosine_head"}
 

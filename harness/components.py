@@ -1,2 +1,0 @@
-"""Transitional alias of `harness.api` (removed once every plugin imports harness.api)."""
-from .api import RunContext  # noqa: F401
