@@ -76,12 +76,14 @@ def preflight(plugins: Plugins, config: dict[str, Any]) -> tuple[dict[str, Compo
     return components, families
 
 
-def call_stage(plugins: Plugins, hook_name: str, run: RunState, stage: str, **kwargs: Any) -> Any:
+def call_stage(hook: Any, run: RunState, stage: str, **kwargs: Any) -> Any:
     """Call a ``firstresult`` stage hook implementation by implementation (last registered first, the
     ``trylast`` built-in at the end), recording which plugin produced the result."""
-    for impl in reversed(getattr(plugins.hook, hook_name).get_hookimpls()):
+    hook_name = hook.name
+    for impl in reversed(hook.get_hookimpls()):
         try:
-            result = impl.function(run=run, **kwargs)
+            given = {"run": run, **kwargs}
+            result = impl.function(**{name: given[name] for name in impl.argnames})  # a subset, as pluggy allows
         except (KeyboardInterrupt, RunError, config_module.ConfigError):
             raise
         except Exception as error:
@@ -97,7 +99,7 @@ def call_stage(plugins: Plugins, hook_name: str, run: RunState, stage: str, **kw
 
 def predict(plugins: Plugins, run: RunState, split: Split, settings: tuple[str, ...]) -> dict[str, Any]:
     """Ranked lists of `split` through the predict stage, checked to cover exactly its samples."""
-    lists = call_stage(plugins, "crs_bench_predict", run, "predict", split=split, settings=settings)
+    lists = call_stage(plugins.hook.crs_bench_predict, run, "predict", split=split, settings=settings)
     for setting in settings:
         if setting not in lists:
             raise RunError(f"stage 'predict' ({run.stages.get('predict')}) returned no '{setting}' lists")
@@ -188,7 +190,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
 
         hook.crs_bench_stage_start(run=run, stage="train")
         t0 = time.perf_counter()
-        training_summary = call_stage(plugins, "crs_bench_train", run, "train")
+        training_summary = call_stage(plugins.hook.crs_bench_train, run, "train")
         run.timings["train_seconds"] = time.perf_counter() - t0
         hook.crs_bench_stage_finish(run=run, stage="train", summary=training_summary)
 
