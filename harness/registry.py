@@ -40,7 +40,7 @@ class Origin:
 class Component:
     """One registered component.
 
-    `factory(ctx, **params)` (models, losses, augmenters), `factory(**params)` (metrics),
+    `factory(ctx, **params)` (models, losses, augmenters, retrievers, generators), `factory(**params)` (metrics),
     `factory(data_dir, **params)` (datasets) or `factory(cache_dir=..., **params)` (LLM backends) builds
     the object. The factory may be given as a
     ``"package.module:attribute"`` string, imported only when the component is built, so that a module

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 class RunContext:
     """Everything a component may need to build itself for one run.
 
-    ``dataset.splits["train"]`` (also ``train``) is the training split *after* augmentation, and
-    ``stats`` are computed from it, so a model that counts co-occurrences sees the synthetic dialogues.
+    ``dataset.splits["train"]`` (also ``train``) is the training split *after* augmentation, so a model
+    that counts co-occurrences sees the synthetic dialogues. ``stats`` are computed from it: the label
+    counts include the synthetic samples, the popularity (and so the tiers) counts real dialogues only.
     """
 
     dataset: "Dataset"

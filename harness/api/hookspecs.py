@@ -133,7 +133,8 @@ def crs_bench_predict(run: "RunState", split: "Split", settings: "tuple[str, ...
 
 @hookspec
 def crs_bench_run_start(run: "RunState") -> None:
-    """A run has resolved its config and built its components; training has not started."""
+    """A run has resolved its config, augmented its training split (the ``augment`` stage) and built its
+    components; training has not started."""
 
 
 @hookspec

@@ -1,5 +1,7 @@
-"""Every interface a plugin implements, declared and documented here; the core checks them once, when
-a component is built (`conformance.check`), never in a hot path.
+"""Every interface a plugin implements, declared and documented here. The runner checks the components
+of a run once, when it builds them (`conformance.check`: recommender, loss, augmenter, metric families,
+response generator), never in a hot path; components that build others by name (an LLM backend, a
+retriever) check what they build the same way.
 
 Interfaces are structural (`typing.Protocol`): a plugin needs no base class, only the members listed.
 Optional capabilities are separate runtime-checkable protocols (a loss that adjusts test scores, one

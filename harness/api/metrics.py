@@ -40,7 +40,8 @@ class MetricSpec:
     """What a metric family produces and accepts.
 
     * ``task``: ``"rec"`` (computed from ranked lists) or ``"conv"`` (from generated responses);
-    * ``keys``: key pattern -> ``"higher"``, ``"lower"`` (better) or ``"count"`` (a sample count, not a score);
+    * ``keys``: key pattern -> ``"higher"``, ``"lower"`` (better), ``"count"`` (a sample count, not a score)
+      or ``"info"`` (a descriptive string such as a signature, never a column);
     * ``columns``: the keys the leaderboard shows by default, in order;
     * ``significance``: key patterns whose per-sample values the stored outputs determine, so the
       leaderboard can mark rows a paired bootstrap cannot tell from the best;
