@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.api import hookimpl
+
 REPO = Path(__file__).resolve().parents[1]
 # what a plugin may import from the harness: the API and the documented helpers (docs/plugins.md)
 DOCUMENTED = {"harness.api", "harness.data", "harness.ranking", "harness.significance", "harness.popularity",
@@ -199,3 +201,62 @@ def test_a_toy_generator_lands_in_a_conv_table(run_bench, tmp_path):
     assert "## synthetic · conv · all" in markdown and "| bleu2_legacy |" in markdown
     code, out, _ = run_bench("rescore", str(path.parent), "--check", "--plugin", str(plugin))
     assert code == 0 and "identical" in out
+
+
+DIALOGUES_ONLY_PLUGIN = '''
+from harness.api import hookimpl
+
+
+def dialogues_only(data_dir, **params):
+    """The embedded dataset as a loader that follows the dataset interface to the letter: no samples."""
+    from plugins.synthetic import build_synthetic
+
+    dataset = build_synthetic(num_items=80)
+    for split in dataset.splits.values():
+        split.rec_samples, split.conv_samples = [], []
+    return dataset
+
+
+@hookimpl
+def crs_bench_register_datasets(registry):
+    registry.add("dialogues-only", dialogues_only, "Dialogues only; the harness builds the samples.")
+'''
+
+
+def test_a_loader_returning_dialogues_only_gets_the_harness_samples(run_bench, tmp_path):
+    plugin = tmp_path / "dialogues_only.py"
+    plugin.write_text(DIALOGUES_ONLY_PLUGIN)
+    results = tmp_path / "results"
+    for dataset, extra in (("dialogues-only", ["--plugin", str(plugin)]), ("synthetic", ["--set", "dataset.params.num_items=80"])):
+        code, _, err = run_bench("run", "--model", "popularity", "--dataset", dataset, "--quiet", *extra, results=results)
+        assert code == 0, err
+    records = {r["config"]["dataset"]["name"]: r for r in
+               (json.loads(p.read_text()) for p in results.glob("runs/*/record.json"))}
+    built, embedded = records["dialogues-only"], records["synthetic"]
+    assert built["dataset"]["splits"] == embedded["dataset"]["splits"]  # the same samples, cut by the harness
+    assert built["metrics"] == embedded["metrics"] and built["metrics"]["rec"]["standard"]["n_samples"] > 0
+
+
+def test_models_see_the_training_split_after_augmentation(tmp_path, plugins):
+    from harness.config import resolve
+    from harness.runner import execute
+
+    seen = {}
+
+    class Spy:
+        @hookimpl
+        def crs_bench_run_start(self, run):
+            seen["ctx_train"] = len(run.context.train.dialogues)
+            seen["ctx_dataset_train"] = len(run.context.dataset.splits["train"].dialogues)
+            seen["original"] = len(run.dataset.splits["train"].dialogues)
+
+    from harness.plugin_manager import load_plugins
+
+    fresh = load_plugins(autoload=False)
+    fresh.manager.register(Spy(), name="spy")
+    config = resolve(flags={"model": "popularity", "augmenter": "template"},
+                     overrides=["dataset.params.num_items=80"])[0]
+    record = execute(config, fresh, results_dir=tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
+    added = record["augmentation"]["added_dialogues"]
+    assert added > 0
+    assert seen["ctx_train"] == seen["ctx_dataset_train"] == seen["original"] + added
