@@ -458,7 +458,7 @@ def _check_types(config: dict[str, Any], origins: dict[str, _Origin] | None = No
     _check_top_level(config, origins)
     _check_tiers(config["tiers"], origins)
     if metric_param_names is not None:
-        _check_metric_params(config["metric_params"], metric_param_names, origins)
+        check_metric_params(config["metric_params"], metric_param_names, origins)
 
 
 def _check_top_level(config: dict[str, Any], origins: dict[str, _Origin] | None) -> None:
@@ -508,7 +508,8 @@ def _check_tiers(tiers: dict[str, Any], origins: dict[str, _Origin] | None) -> N
             f"must be less than tiers.head_min - 1 = {head - 1} {_BODY_RULE}, got {tail}")
 
 
-def _check_metric_params(params: dict[str, Any], known: set[str], origins: dict[str, _Origin] | None) -> None:
+def check_metric_params(params: dict[str, Any], known: set[str], origins: dict[str, _Origin] | None = None) -> None:
+    """Every ``metric_params`` key must be a parameter some chosen metric family declares."""
     for name in params:
         if name not in known:
             origin = _origin_of(origins, f"metric_params.{name}")

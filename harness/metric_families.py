@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from .api import interfaces
 from .api.conformance import check
 from .api.metrics import MetricSpec
+from . import config as config_module
 from .config import ConfigError
 from .errors import RunError
 from .registry import Component, Registries
@@ -42,22 +43,11 @@ def chosen(registries: Registries, names: Iterable[str] | None) -> list[Componen
     return [metrics.get(name) for name in names] if names is not None else metrics.in_order()
 
 
-def check_params(components: list[Component], values: dict[str, Any]) -> None:
-    """Every ``metric_params`` key must be declared by one of the chosen families."""
-    declared = {name: c.name for c in components for name in (c.spec.params if c.spec else {})}
-    for key in values:
-        if key not in declared:
-            close = difflib.get_close_matches(key, list(declared), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else \
-                "declared: " + (", ".join(f"{k} ({v})" for k, v in sorted(declared.items())) or "none")
-            raise ConfigError(f"metric_params: unknown metric parameter '{key}': {hint}")
-
-
 def build(registries: Registries, config: dict[str, Any]) -> dict[str, dict[str, Family]]:
     """{task: {name: Family}} for the run's config; bad parameters are a ConfigError."""
     components = chosen(registries, config["metrics"])
     values = config["metric_params"] or {}
-    check_params(components, values)
+    config_module.check_metric_params(values, {name for c in components for name in (c.spec.params if c.spec else {})})
     families: dict[str, dict[str, Family]] = {"rec": {}, "conv": {}}
     for component in components:
         spec = component.spec

@@ -22,7 +22,6 @@ from .api.interfaces import Augmenter, ResponseGenerator
 from .api.metrics import CONV_SETTING
 from .data import SETTINGS, Dataset, Split
 from .errors import RunError
-from .loading import DATA_DIR_ENV, data_dir_from, limit_samples  # noqa: F401 - re-exported for callers
 from .plugin_manager import Plugins
 from .popularity import TierThresholds, compute_statistics
 from .registry import Component
