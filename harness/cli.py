@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu or cuda[:i] (default: auto)")
     run.add_argument("--epochs", type=int)
     run.add_argument("--limit", type=int, help="use at most N samples per split (smoke runs)")
+    run.add_argument("--conv-limit", type=int, metavar="N",
+                     help="conversation task: generate for N test samples (the same subset for every system)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override any setting, e.g. --set train.lr=3e-4 --set model.params.dim=128")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -126,7 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = config_module.load_recipe(args.recipe) if args.recipe else None
     flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "generator": args.generator,
              "dataset": args.dataset,
-             "seed": args.seed, "device": args.device, "train.epochs": args.epochs, "limit": args.limit}
+             "seed": args.seed, "device": args.device, "train.epochs": args.epochs, "limit": args.limit,
+             "conv_limit": args.conv_limit}
     declared = {name for c in plugins.registries.metrics for name in (c.spec.params if c.spec else {})}
     configs = config_module.resolve(recipe, flags, args.overrides, metric_param_names=declared)
     for config in configs:  # the whole recipe is checked before its first run starts

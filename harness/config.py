@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",
     "limit": None,  # cap on samples per split, for smoke runs
+    "conv_limit": None,  # conversation task: score this many test responses (a subset fixed for every system)
 }
 
 # Keys that do not change what is measured: excluded from the config hash.
@@ -473,6 +474,7 @@ def _check_top_level(config: dict[str, Any], origins: dict[str, _Origin] | None)
     problems = {
         "seed": _integer_problem(config["seed"], 0),
         "limit": config["limit"] is not None and _integer_problem(config["limit"], 1),
+        "conv_limit": config["conv_limit"] is not None and _integer_problem(config["conv_limit"], 1),
         "device": not isinstance(config["device"], str) and f"must be auto, cpu or cuda[:i], got {config['device']!r}",
         "metrics": config["metrics"] is not None and _metrics_problem(config["metrics"]),
     }

@@ -309,3 +309,28 @@ def build_samples(
             for entity in turn.entities:
                 entities.setdefault(entity, None)
     return rec, conv
+
+
+def context_samples(split: Split, samples: Sequence[ConvSample]) -> list[RecSample]:
+    """A context-only `RecSample` per conversation sample (label -1, one context id each), built with
+    the rules of `build_samples`, so any recommender can rank the context a response answers, also at
+    turns that mention no item."""
+    wanted: dict[int, dict[int, int]] = {}
+    for position, sample in enumerate(samples):
+        wanted.setdefault(sample.dialogue_index, {})[sample.turn] = position
+    out: list[RecSample | None] = [None] * len(samples)
+    for d_index, turns in wanted.items():
+        last_mention: dict[int, tuple[int, int]] = {}
+        entities: dict[int, None] = {}
+        for t, turn in enumerate(split.dialogues[d_index].turns):
+            if t in turns:
+                position = turns[t]
+                out[position] = RecSample(
+                    uid=samples[position].uid, dialogue_index=d_index, turn=t, label=-1,
+                    context_items=tuple(sorted(last_mention, key=last_mention.__getitem__, reverse=True)),
+                    context_entities=tuple(entities), is_novel=False, context_id=position)
+            for index, item in enumerate(turn.items):
+                last_mention[item] = (t, index)
+            for entity in turn.entities:
+                entities.setdefault(entity, None)
+    return [sample for sample in out if sample is not None]

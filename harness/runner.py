@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config as config_module
+from . import conversation as conversation_module
 from . import metric_families
 from .api.conformance import check, check_recommender, plan_loss
 from .api.context import RunContext, RunState
 from .api.interfaces import Augmenter, ResponseGenerator
-from .api.metrics import CONV_SETTING
 from .data import SETTINGS, Dataset, Split
 from .errors import RunError
 from .plugin_manager import Plugins
@@ -204,9 +204,9 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         rows = evaluation.sample_rows(lists, dataset.catalogue.ids)
         produced = dict(families["rec"])
 
-        conversation = conversation_stage(run, plugins, dataset, families["conv"])
+        conversation = conversation_module.stage(run, plugins, dataset, families["conv"])
         if conversation is not None:
-            metrics["conv"] = {CONV_SETTING: conversation["metrics"]}
+            metrics["conv"] = {conversation["setting"]: conversation["metrics"]}
             rows += conversation["rows"]
             produced.update(families["conv"])
 
@@ -254,31 +254,3 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         hook.crs_bench_run_error(run=run, error=error)
         raise
 
-
-def conversation_stage(run: RunState, plugins: Plugins, dataset: Dataset,
-                       families: dict[str, Any]) -> dict[str, Any] | None:
-    """The conversation task: when a generator is attached or the model speaks, fit it, generate one
-    response per test conversation sample, and score them with the conversation families."""
-    speaker = run.generator if run.generator is not None else \
-        (run.model if isinstance(run.model, ResponseGenerator) else None)
-    if speaker is None or not families:
-        return None
-    hook = plugins.hook
-    hook.crs_bench_stage_start(run=run, stage="conv")
-    t0 = time.perf_counter()
-    test = dataset.splits["test"]
-    fit_summary = speaker.fit(run.train_split, dataset.splits["valid"])
-    predictions = speaker.generate(test, test.conv_samples, run.model)
-    if len(predictions) != len(test.conv_samples) or not all(isinstance(p, str) for p in predictions):
-        raise RunError(f"response generator returned {len(predictions)} responses for "
-                       f"{len(test.conv_samples)} test conversation samples (one string each expected)")
-    references = [sample.reference for sample in test.conv_samples]
-    values = {name: family.instance.compute_text(predictions, references) for name, family in families.items()}
-    metrics = metric_families.merge_values(values, families)
-    run.timings["conv_seconds"] = time.perf_counter() - t0
-    summary = {"speaker": "generator" if run.generator is not None else "model", "samples": len(predictions),
-               "fit": fit_summary}
-    hook.crs_bench_stage_finish(run=run, stage="conv", summary=summary)
-    rows = [{"id": sample.uid, "task": "conv", "prediction": prediction, "reference": reference}
-            for sample, prediction, reference in zip(test.conv_samples, predictions, references)]
-    return {"metrics": metrics, "rows": rows, "summary": summary}

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from . import metric_families
 from .api.metrics import CONV_SETTING
+from .conversation import outputs_from_rows, score
 from .errors import RunError
 from .evaluation import compute_metrics, lists_from_rows, metric_context
 from .loading import load
@@ -28,7 +29,9 @@ class StoredRun:
     record: dict[str, Any]
     lists: dict[str, RankedLists]
     metric_ctx: MetricContext
-    responses: list[dict[str, Any]]  # conversation rows: id, prediction, reference
+    responses: list[dict[str, Any]]  # conversation rows: id, prediction, reference, response, recommended, gold
+    test_split: Any = None  # the dataset's test split and catalogue, for the conversation outputs
+    catalogue: Any = None
 
 
 def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: Path) -> StoredRun:
@@ -44,7 +47,8 @@ def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: 
     ctx = metric_context(dataset, stats)
     rows = read_samples(run_dir)
     lists = lists_from_rows(rows, dataset.catalogue.ids)
-    return StoredRun(run_dir, record, lists, ctx, [row for row in rows if row.get("task") == "conv"])
+    return StoredRun(run_dir, record, lists, ctx, [row for row in rows if row.get("task") == "conv"],
+                     dataset.splits["test"], dataset.catalogue)
 
 
 def recompute(run: StoredRun, plugins: Plugins) -> tuple[dict[str, dict], dict[str, metric_families.Family]]:
@@ -57,10 +61,9 @@ def recompute(run: StoredRun, plugins: Plugins) -> tuple[dict[str, dict], dict[s
         metrics["rec"] = compute_metrics(run.lists, families["rec"], run.metric_ctx)
         produced.update(families["rec"])
     if run.responses and families["conv"]:
-        predictions = [row["prediction"] for row in run.responses]
-        references = [row["reference"] for row in run.responses]
-        values = {name: family.instance.compute_text(predictions, references) for name, family in families["conv"].items()}
-        metrics["conv"] = {CONV_SETTING: metric_families.merge_values(values, families["conv"])}
+        outputs = outputs_from_rows(run.responses, run.test_split, run.catalogue)
+        setting = next(iter(run.record["metrics"].get("conv", {})), CONV_SETTING)
+        metrics["conv"] = {setting: metric_families.merge_values(score(outputs, families["conv"]), families["conv"])}
         produced.update(families["conv"])
     return metrics, produced
 

@@ -163,7 +163,7 @@ class MostFrequentResponse:
         self.response = Counter(s.reference for s in train.conv_samples).most_common(1)[0][0]
         return {"response": self.response}
 
-    def generate(self, split, samples, recommender):
+    def generate(self, split, samples, recommendations):
         return [self.response] * len(samples)
 
 

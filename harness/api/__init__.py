@@ -20,7 +20,7 @@ from ..data import Catalogue, ConvSample, DataError, Dataset, Dialogue, Knowledg
 from ..popularity import ItemStatistics
 from .conformance import ConformanceError, LossPlan
 from .context import RunContext, RunState
-from .interfaces import (Augmenter, BootstrapTerms, ConversationMetricFamily, DatasetFactory, Describable,
+from .interfaces import (Augmenter, BootstrapTerms, ConversationMetricFamily, ConvOutputs, OutputsMetricFamily, DatasetFactory, Describable,
                          EpochHookLoss, LLMBackend, LogitsTraining, Loss, ModuleLoss, RankingMetricFamily,
                          Recommender, ResamplingUnit, ResponseGenerator, Retriever, ScoreAdjustingLoss, TextBootstrapTerms,
                          TrainableRecommender, WeightedSamplingLoss)
@@ -51,7 +51,7 @@ __all__ = [
     "ItemStatistics", "RunContext", "RunState", "LossPlan", "ConformanceError",
     "DatasetFactory", "Recommender", "TrainableRecommender", "LogitsTraining", "Loss", "ModuleLoss",
     "EpochHookLoss", "ScoreAdjustingLoss", "WeightedSamplingLoss", "Augmenter", "RankingMetricFamily",
-    "ConversationMetricFamily", "BootstrapTerms", "ResamplingUnit", "TextBootstrapTerms", "LLMBackend", "Retriever",
+    "ConversationMetricFamily", "ConvOutputs", "OutputsMetricFamily", "BootstrapTerms", "ResamplingUnit", "TextBootstrapTerms", "LLMBackend", "Retriever",
     "ResponseGenerator", "Describable", "MetricSpec", "MetricParam", "HIGHER", "LOWER", "COUNT", "INFO",
     *_LAZY,
 ]

@@ -12,6 +12,7 @@ Shapes: ``B`` a batch, ``I`` the catalogue size (items are indices 0..I-1 in cat
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, runtime_checkable
 
@@ -178,9 +179,37 @@ class RankingMetricFamily(Protocol):
 
 @runtime_checkable
 class ConversationMetricFamily(Protocol):
-    """Task ``conv``: computed from generated responses and their references."""
+    """Task ``conv``: computed from generated responses and their references (both clean: movie mentions
+    as ``<movie>``)."""
 
     def compute_text(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ConvOutputs:
+    """Everything stored about the scored responses of a run, aligned by position (`harness.conversation`).
+
+    ``predictions`` are what text metrics score: the generated text cleaned as the references are
+    (mentions of catalogue items as ``<movie>``). ``responses`` are the texts as generated, titles in
+    place. ``recommended`` is the name of the recommender's top item for each context (None without a
+    recommender), ``gold`` the names of the items the reference turn mentions, ``contexts`` the dialogue
+    so far as ``User: ...`` / ``System: ...`` lines.
+    """
+
+    predictions: Sequence[str]
+    references: Sequence[str]
+    responses: Sequence[str]
+    contexts: Sequence[str]
+    recommended: Sequence[str | None]
+    gold: Sequence[Sequence[str]]
+
+
+@runtime_checkable
+class OutputsMetricFamily(Protocol):
+    """Optional, for conversation families that need more than the text pairs (the recommended item, the
+    gold items, the context): the harness calls ``compute_outputs`` instead of ``compute_text``."""
+
+    def compute_outputs(self, outputs: ConvOutputs) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -246,8 +275,11 @@ class ResponseGenerator(Protocol):
     def fit(self, train: "Split", valid: "Split") -> dict[str, Any]:
         """Train on the training split's conversation samples (select on valid); a summary for the record."""
 
-    def generate(self, split: "Split", samples: Sequence["ConvSample"], recommender: Recommender | None) -> list[str]:
-        """One response per sample, in order; `recommender` is the run's model (to mention its items)."""
+    def generate(self, split: "Split", samples: Sequence["ConvSample"],
+                 recommendations: "np.ndarray | None") -> list[str]:
+        """One response per sample, in order, as plain text with item titles in place (the harness masks
+        them for scoring). ``recommendations`` [N, k] are the run recommender's top-k item indices for each
+        sample's context, best first (None when no recommender ranks); the reference is never passed."""
 
 
 @runtime_checkable
