@@ -655,8 +655,11 @@ def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of the canonical config without the seed and the device (same experiment, other seed).
 
     Settings at their empty value (None or {}) are left out, so adding an optional setting to the
-    defaults never renames existing runs."""
-    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS and v is not None and v != {}}
+    defaults never renames existing runs. Credentials in URLs are redacted first, as in the record, so
+    the hash can be recomputed from the stored config."""
+    from .provenance import redact
+
+    semantic = {k: v for k, v in redact(config).items() if k not in NON_SEMANTIC_KEYS and v is not None and v != {}}
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()
 
 

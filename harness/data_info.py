@@ -5,6 +5,7 @@ dialogues (PROTOCOL.md §4.1); nothing here recomputes them differently.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from .data import SETTINGS, SPLITS, Dataset
 from .popularity import TIERS, ItemStatistics
+from .results import write_atomic
 
 TIER_COLUMNS = (*TIERS, "cold")
 
@@ -151,7 +153,8 @@ def plot_popularity(stats: ItemStatistics, path: Path) -> None:
         ax.set_title(f"popularity (head >= {stats.thresholds.head_min}, tail <= {stats.thresholds.tail_max})")
         ax.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        image = io.BytesIO()
+        fig.savefig(image, dpi=120, format="png")
+        write_atomic(Path(path), image.getvalue())  # a killed write never leaves half a PNG
     finally:
         plt.close(fig)

@@ -393,7 +393,12 @@ def outputs(results_dir: Path, registries: Any = None, significance: bool = True
     the Markdown file."""
     from .leaderboard_views import load_views, select_rows
 
-    tables = build_tables(((path.parent, record) for path, record in iter_records(results_dir)), registries)
+    from .results import samples_path
+
+    runs = list(iter_records(results_dir))
+    for path, record in runs:
+        samples_path(path.parent, record)  # every row's stored outputs exist and match its record
+    tables = build_tables(((path.parent, record) for path, record in runs), registries)
     views = load_views(results_dir)
     select_rows(views, tables)
     if significance and registries is not None:

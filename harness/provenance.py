@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,21 @@ def environment(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:api[_-]?key|key|token|access_token|password|secret)=)[^&#\s]+", re.I)
+REDACTED = "***"
+
+
+def redact(value: Any) -> Any:
+    """`value` with URL credentials (``https://user:pass@host``) and secret query parameters (``?key=...``)
+    replaced by ``***``, in every string of nested dicts and lists: records are shared, secrets are not."""
+    if isinstance(value, str):
+        value = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
+        return _SECRET_QUERY.sub(lambda m: f"{m['name']}{REDACTED}", value)
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(item) for item in value)
+    return value

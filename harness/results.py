@@ -11,12 +11,14 @@ import hashlib
 import json
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 SCHEMA_VERSION = 2  # 2: metrics per task ({"rec": {setting: ...}, "conv": ...}), metric_families; see migrations.py
 RECORD_FILE = "record.json"
 SAMPLES_FILE = "samples.jsonl.gz"
+PENDING_SUFFIX = ".pending"
 
 # field -> required type(s); nested checks below.
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -114,15 +116,29 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, encode_record(record))
 
 
+def pending_samples_name(digest: str) -> str:
+    """Where a rerun stages its new samples until its record points at them (see `write_run`)."""
+    return f"{SAMPLES_FILE}.{digest[:16]}{PENDING_SUFFIX}"
+
+
 def write_run(run_dir: Path, record: dict[str, Any], sample_rows: list[dict[str, Any]]) -> Path:
-    """Validate, then write samples and record atomically (record last: its presence means complete)."""
+    """Validate, then write the run as one unit: a kill at any point leaves the old complete run or the new.
+
+    1. the new samples go to a staged name beside the old run (a kill here: the old record and samples
+       are untouched; the staged file is an orphan the next run of the directory removes);
+    2. the record is replaced; it names the new samples by SHA-256 (a kill here: readers find the staged
+       file with that hash and move it into place, `samples_path`);
+    3. the staged samples replace the old ones.
+    """
     samples = encode_samples(sample_rows)
-    record.setdefault("artifacts", {})["samples"] = {
-        "file": SAMPLES_FILE, "sha256": hashlib.sha256(samples).hexdigest(), "rows": len(sample_rows)}
+    digest = hashlib.sha256(samples).hexdigest()
+    record.setdefault("artifacts", {})["samples"] = {"file": SAMPLES_FILE, "sha256": digest, "rows": len(sample_rows)}
     validate_record(record)
-    write_atomic(run_dir / SAMPLES_FILE, samples)
+    staged = run_dir / pending_samples_name(digest)
+    write_atomic(staged, samples)
     path = run_dir / RECORD_FILE
     write_atomic(path, encode_record(record))
+    os.replace(staged, run_dir / SAMPLES_FILE)
     return path
 
 
@@ -134,6 +150,8 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise RecordError(f"{path}:{error.lineno}: invalid JSON: {error.msg}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: unreadable: {error}") from None
     try:
         record = migrate(record)
         validate_record(record)
@@ -147,6 +165,50 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
         yield path, read_record(path)
 
 
-def read_samples(run_dir: Path) -> list[dict[str, Any]]:
-    with gzip.open(run_dir / SAMPLES_FILE, "rt") as stream:
-        return [json.loads(line) for line in stream]
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def samples_path(run_dir: Path, record: dict[str, Any]) -> Path:
+    """The samples file whose SHA-256 the record stores. A run killed between its record and its samples
+    (step 2 of `write_run`) is completed here; any other mismatch (a truncated or edited file) is a
+    one-line error, never wrong numbers."""
+    expected = record.get("artifacts", {}).get("samples", {}).get("sha256")
+    path = run_dir / SAMPLES_FILE
+    if expected is None:
+        raise RecordError(f"{run_dir / RECORD_FILE}: field 'artifacts.samples.sha256' is missing: the samples "
+                          "cannot be verified")
+    if path.is_file() and _sha256(path) == expected:
+        return path
+    staged = run_dir / pending_samples_name(expected)
+    if staged.is_file() and _sha256(staged) == expected:
+        try:
+            os.replace(staged, path)  # finish the interrupted write
+        except OSError:
+            return staged  # a read-only results directory: read the staged file where it is
+        return path
+    found = f"SHA-256 {_sha256(path)[:12]}" if path.is_file() else "missing"
+    raise RecordError(f"{path}: {found}, but {run_dir / RECORD_FILE} field 'artifacts.samples.sha256' says "
+                      f"{expected[:12]}: the file was truncated, edited or replaced; rerun the config to "
+                      "rebuild the run")
+
+
+def read_samples(run_dir: Path, record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The per-sample rows of a run, verified against the record's hash (read from the directory when not
+    given)."""
+    record = read_record(run_dir / RECORD_FILE) if record is None else record
+    path = samples_path(run_dir, record)
+    rows = []
+    try:
+        with gzip.open(path, "rt") as stream:
+            for number, line in enumerate(stream, 1):
+                rows.append(json.loads(line))
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as error:
+        raise RecordError(f"{path}: not a readable gzip file: {error}") from None
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}:{number}: invalid JSON: {error.msg}") from None
+    return rows

@@ -26,7 +26,8 @@ from .plugin_manager import Plugins
 from .popularity import TierThresholds, compute_statistics
 from .registry import Component
 from .requirements import check_compatible
-from .results import SCHEMA_VERSION, run_id_for, write_run
+from . import run_directory
+from .results import RECORD_FILE, SCHEMA_VERSION, read_record, run_id_for, write_run
 
 
 def resolve_device(requested: str) -> str:
@@ -134,15 +135,34 @@ def augment(run: RunState, component: Component, plugins: Plugins, dataset: Data
 
 def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data_dir: Path | None = None,
             cache_dir: Path = Path(".cache"), resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Run one resolved config end to end and return the written record."""
-    from . import evaluation, loading, provenance, record as record_module
-    from .seeding import seed_everything
-
+    """Run one resolved config end to end and return the written record (under ``--resume``, a complete
+    record of the same config is returned without running)."""
     started = time.perf_counter()
     digest = config_module.config_hash(config)
     run_id = run_id_for(config, digest)
     components, families = preflight(plugins, config)
-    run = RunState(config=config, config_hash=digest, run_id=run_id, run_dir=results_dir / "runs" / run_id,
+    run_dir = results_dir / "runs" / run_id
+    if resume and run_directory.is_complete(run_dir):
+        record = read_record(run_dir / RECORD_FILE)
+        print(f"bench: {run_id}: complete, skipped (--resume)", file=sys.stderr)
+        return record
+    run_directory.prepare(run_dir)  # writable, before any data is loaded or any epoch trained
+    lock = run_directory.RunLock(run_dir).acquire()
+    try:
+        run_directory.remove_orphans(run_dir)
+        return _execute(config, plugins, components, families, digest, run_id, run_dir, data_dir=data_dir,
+                        cache_dir=cache_dir, resume=resume, quiet=quiet, started=started)
+    finally:
+        lock.release(tidy=True)
+
+
+def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Component],
+             families: dict[str, dict[str, Any]], digest: str, run_id: str, run_dir: Path, *,
+             data_dir: Path | None, cache_dir: Path, resume: bool, quiet: bool, started: float) -> dict[str, Any]:
+    from . import evaluation, loading, provenance, record as record_module
+    from .seeding import seed_everything
+
+    run = RunState(config=config, config_hash=digest, run_id=run_id, run_dir=run_dir,
                    seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
                    components=components, metrics={**families["rec"], **families["conv"]})
     hook = plugins.hook
@@ -184,7 +204,6 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
             predict(plugins, run, valid_split, ("standard",)), families["rec"], metric_ctx)["standard"]
         run._epoch_end = lambda epoch, metrics: hook.crs_bench_epoch_end(run=run, epoch=epoch, metrics=metrics)
         run._progress = progress_factory(quiet)
-        run.run_dir.mkdir(parents=True, exist_ok=True)
         hook.crs_bench_run_start(run=run)
 
         hook.crs_bench_stage_start(run=run, stage="train")
@@ -241,8 +260,12 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         }
         if conversation is not None:
             record["conversation"] = conversation["summary"]
+        record = provenance.redact(record)  # credentials in URLs (an LLM endpoint) never reach a record
         hook.crs_bench_record_ready(record=record)
-        path = write_run(run.run_dir, record, rows)
+        try:
+            path = write_run(run.run_dir, record, rows)
+        except OSError as error:
+            raise RunError(run_directory.write_failure(error, run.run_dir, trained=True)) from None
         from .training import remove_checkpoints
 
         remove_checkpoints(run.run_dir)

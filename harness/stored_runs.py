@@ -45,7 +45,7 @@ def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: 
     train = dataset.splits["train"]
     stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples, TierThresholds(**config["tiers"]))
     ctx = metric_context(dataset, stats)
-    rows = read_samples(run_dir)
+    rows = read_samples(run_dir, record)
     lists = lists_from_rows(rows, dataset.catalogue.ids)
     return StoredRun(run_dir, record, lists, ctx, [row for row in rows if row.get("task") == "conv"],
                      dataset.splits["test"], dataset.catalogue)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import RunError
 from .results import write_atomic
 from .seeding import capture_rng_state, restore_rng_state
 
@@ -30,6 +31,10 @@ class TrainingState:
     stopped_early: bool = False
 
 
+class CheckpointError(RunError):
+    """A checkpoint that cannot be used: not a safe tensor file, or written for other data or settings."""
+
+
 def _save(path: Path, payload: dict[str, Any]) -> None:
     import torch
 
@@ -39,9 +44,32 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _load(path: Path) -> dict[str, Any]:
+    """Tensors, numbers, strings and containers only (``weights_only=True``): a planted checkpoint cannot run
+    code; it is refused with its path."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a safe checkpoint ({first}); delete it to train from scratch") from None
+
+
+def _identity(run: Any) -> dict[str, str]:
+    """What a checkpoint belongs to: the same config (hash) on the same data (fingerprint)."""
+    return {"config_hash": run.config_hash, "dataset_fingerprint": run.dataset.fingerprint}
+
+
+def _check_identity(path: Path, saved: dict[str, Any], run: Any) -> None:
+    stored, current = saved.get("identity") or {}, _identity(run)
+    for key, what in (("dataset_fingerprint", "dataset fingerprint"), ("config_hash", "config hash")):
+        if stored.get(key) != current[key]:
+            raise CheckpointError(
+                f"{path}: written for {what} {str(stored.get(key))[:12]}, this run has {current[key][:12]} (the "
+                f"{'data' if key == 'dataset_fingerprint' else 'settings'} changed): rerun without --resume to "
+                "train from scratch")
 
 
 def train(run: Any) -> TrainingState:
@@ -63,6 +91,7 @@ def train(run: Any) -> TrainingState:
     checkpoint_path, best_path = run.run_dir / CHECKPOINT, run.run_dir / BEST_CHECKPOINT
     if run.resume and checkpoint_path.is_file():
         saved = _load(checkpoint_path)
+        _check_identity(checkpoint_path, saved, run)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -123,7 +152,7 @@ def train(run: Any) -> TrainingState:
         improved = value > state.best_value
         if improved:
             state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
-            _save(best_path, {"model": model.state_dict(), "epoch": epoch})
+            _save(best_path, {"model": model.state_dict(), "epoch": epoch, "identity": _identity(run)})
         else:
             state.bad_epochs += 1
         state.epoch = epoch
@@ -134,12 +163,14 @@ def train(run: Any) -> TrainingState:
         _save(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "state": state.__dict__,
                                 "loss": plan.module.state_dict() if plan.module is not None else None,
-                                "rng": capture_rng_state()})
+                                "rng": capture_rng_state(), "identity": _identity(run)})
         run.log(f"epoch {epoch}: loss {summary['train_loss']:.4f}, valid {select} {value:.4f}"
                 + (" *" if improved else ""))
         run.epoch_end(epoch, {**summary, "valid": valid})
     if best_path.is_file():
-        model.load_state_dict(_load(best_path)["model"])
+        best = _load(best_path)
+        _check_identity(best_path, best, run)
+        model.load_state_dict(best["model"])
     return state
 
 
