@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", parents=[common],
                                   help="rewrite the records of a results directory at the current schema")
     migrate.add_argument("--check", action="store_true", help="do not write; exit 1 if any record is outdated")
+    migrate.add_argument("--fill-defaults", action="store_true",
+                         help="fill schema-2 configs with the installed plugins' defaults (only when they are the "
+                              "defaults the runs used: the run ids change)")
 
     listing = commands.add_parser("plugins", parents=[common], help="list registered components and their origins")
     listing.add_argument("--json", action="store_true")
@@ -132,8 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
              "conv_limit": args.conv_limit}
     declared = {name for c in plugins.registries.metrics for name in (c.spec.params if c.spec else {})}
     configs = config_module.resolve(recipe, flags, args.overrides, metric_param_names=declared)
-    for config in configs:  # the whole recipe is checked before its first run starts
-        preflight(plugins, config)
+    for index, config in enumerate(configs):  # the whole recipe is checked before its first run starts
+        components, _ = preflight(plugins, config)
+        configs[index] = config_module.with_defaults(config, {k: c.resolve() for k, c in components.items()})
     if args.dry_run:
         print(json.dumps(configs, indent=1))
         return 0
@@ -189,7 +193,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for name in outdated:
             print(f"{name}: schema is older than {SCHEMA_VERSION}")
         return 1 if outdated else 0
-    moved = migrate_directory(args.results_dir)
+    moved = migrate_directory(args.results_dir, _plugins(args).registries if args.fill_defaults else None)
     for old, new in moved:
         print(f"{old} -> {new}" if old != new else f"{old}: migrated")
     print(f"{len(moved)} record(s) migrated to schema {SCHEMA_VERSION}; run `bench leaderboard` next")

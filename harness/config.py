@@ -540,6 +540,44 @@ def check_select_metric(config: dict[str, Any], produced_keys: set[str], origin:
                        f"{_suggest(str(select), produced_keys)}")
 
 
+def component_defaults(factory: Any, skip: int = 1) -> dict[str, Any]:
+    """The factory's keyword defaults (after `skip` positional parameters) as JSON values: the settings a
+    run uses without naming them, stored in its config and hashed, so a release that changes a default
+    gives new runs a new id and a new leaderboard row. A default JSON cannot hold is stored by its type
+    name (stable across processes, unlike its repr)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {}
+    defaults = {}
+    for parameter in list(signature.parameters.values())[skip:]:
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) and \
+                parameter.default is not parameter.empty:
+            try:
+                defaults[parameter.name] = json.loads(json.dumps(parameter.default, allow_nan=False))
+            except (TypeError, ValueError):
+                defaults[parameter.name] = f"<default: {type(parameter.default).__name__}>"
+    return defaults
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as stored (so True is not 1 and 1 is not 1.0)."""
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
+
+
+def with_defaults(config: dict[str, Any], factories: dict[str, Any]) -> dict[str, Any]:
+    """`config` with every attached component's params completed by its factory's defaults
+    ({kind: factory}); given values win."""
+    resolved = copy.deepcopy(config)
+    for kind, factory in factories.items():
+        if resolved.get(kind) is not None:
+            resolved[kind]["params"] = {**component_defaults(factory), **resolved[kind]["params"]}
+    return resolved
+
+
 def validate_params(kind: str, name: str, factory: Any, params: dict[str, Any], skip: int) -> None:
     """Component params must be keyword parameters of the factory (after `skip` positional ones), of the
     simple type the factory annotates, so a typo or 'abc' for a float fails now, not mid-training."""
@@ -555,7 +593,10 @@ def validate_params(kind: str, name: str, factory: Any, params: dict[str, Any], 
             raise ConfigError(f"{kind} '{name}' has no parameter '{unknown[0]}' "
                               f"(accepted: {', '.join(sorted(named)) or 'none'})")
     hints = _annotations(factory, list(named.values()))
+    defaults = component_defaults(factory, skip)
     for key, value in params.items():
+        if key in defaults and _same_json(defaults[key], value):
+            continue  # the factory's own default (a resolved config repeats it) is always accepted
         expected = hints.get(key, inspect.Parameter.empty)
         if expected is not inspect.Parameter.empty and not _matches(value, expected):
             raise ConfigError(f"{kind} '{name}' parameter '{key}' expects {_describe(expected)}, "

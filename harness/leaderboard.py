@@ -399,7 +399,7 @@ def outputs(results_dir: Path, registries: Any = None, significance: bool = True
     for path, record in runs:
         samples_path(path.parent, record)  # every row's stored outputs exist and match its record
     tables = build_tables(((path.parent, record) for path, record in runs), registries)
-    views = load_views(results_dir)
+    views = load_views(results_dir, registries=registries)
     select_rows(views, tables)
     if significance and registries is not None:
         mark_ties_with_best(tables + [t for view in views for t in view.tables])

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
+from .registry import RegistryError
 
 VIEWS_FILE = "views.yaml"
 VIEW_KEYS = {"title", "recipes", "columns", "settings", "note"}
@@ -43,10 +44,18 @@ class View:
     tables: list[Any] = field(default_factory=list)  # filled by select_rows
 
 
-def load_views(results_dir: Path, root: Path | None = None) -> list[View]:
+def load_views(results_dir: Path, root: Path | None = None, registries: Any = None) -> list[View]:
     """Views of `results_dir/views.yaml` (none when the file is absent); recipe paths are relative to `root`
-    (default: the results directory's parent, the repository)."""
+    (default: the results directory's parent, the repository). A recipe's runs are matched by config hash,
+    with the components' defaults filled in from `registries` (default: the built-in plugins) as a run
+    stores them."""
     from .config import config_hash, load_recipe, resolve
+    from .runner import resolve_defaults
+
+    if registries is None:
+        from .plugin_manager import load_plugins
+
+        registries = load_plugins(autoload=False).registries
 
     path = results_dir / VIEWS_FILE
     if not path.is_file():
@@ -77,8 +86,10 @@ def load_views(results_dir: Path, root: Path | None = None) -> list[View]:
         hashes: set[str] = set()
         for recipe in entry["recipes"]:
             try:
-                hashes |= {config_hash(config) for config in resolve(load_recipe(root / recipe))}
-            except ConfigError as error:
+                for config in resolve(load_recipe(root / recipe)):
+                    # runs store their defaults; schema-2 runs (defaults_filled: false) hashed the given params
+                    hashes |= {config_hash(resolve_defaults(registries, config)), config_hash(config)}
+            except (ConfigError, RegistryError) as error:
                 raise ViewError(f"{where} ('{entry['title']}'): field 'recipes': {error}") from None
         views.append(View(entry["title"], entry["recipes"], hashes, entry.get("columns"), entry.get("settings"),
                           entry.get("note", "")))

@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-SCHEMA_VERSION = 2  # 2: metrics per task ({"rec": {setting: ...}, "conv": ...}), metric_families; see migrations.py
+SCHEMA_VERSION = 3  # 2: metrics per task, metric_families; 3: component defaults in the config; see migrations.py
 RECORD_FILE = "record.json"
 SAMPLES_FILE = "samples.jsonl.gz"
 PENDING_SUFFIX = ".pending"

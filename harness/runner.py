@@ -66,6 +66,16 @@ def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Compon
     return chosen
 
 
+def resolve_defaults(registries: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with each component's factory defaults filled in (what the run stores and hashes)."""
+    from .api.kinds import KINDS
+
+    registry_of = {kind.singular: kind.registry for kind in KINDS}
+    factories = {kind: registries.of(registry_of[kind]).get(config[kind]["name"]).resolve()
+                 for kind in config_module.COMPONENT_KINDS if config.get(kind) is not None}
+    return config_module.with_defaults(config, factories)
+
+
 def preflight(plugins: Plugins, config: dict[str, Any]) -> tuple[dict[str, Component], dict[str, dict[str, Any]]]:
     """Everything that can be checked without data: component names and params, loss/model compatibility,
     metric families, their parameters and the selection metric. `bench run` calls it for every config of a
@@ -138,9 +148,10 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
     """Run one resolved config end to end and return the written record (under ``--resume``, a complete
     record of the same config is returned without running)."""
     started = time.perf_counter()
+    components, families = preflight(plugins, config)
+    config = config_module.with_defaults(config, {kind: c.resolve() for kind, c in components.items()})
     digest = config_module.config_hash(config)
     run_id = run_id_for(config, digest)
-    components, families = preflight(plugins, config)
     run_dir = results_dir / "runs" / run_id
     if resume and run_directory.is_complete(run_dir):
         record = read_record(run_dir / RECORD_FILE)

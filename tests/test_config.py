@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.config import ConfigError, config_hash, load_recipe, resolve, validate_params
@@ -83,3 +85,68 @@ def test_config_hash_ignores_seed_and_device_only():
     [b] = resolve(overrides=["seed=2", "device=auto"])
     [c] = resolve(overrides=["seed=1", "train.lr=0.5"])
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+# --- component defaults in the stored config and its hash ---------------------------------------
+
+DEFAULT_PLUGIN = '''
+from harness.api import hookimpl
+from plugins.baselines import PopularityRanker
+
+
+def build(ctx, decay: float = {decay}):
+    return PopularityRanker(ctx)
+
+
+@hookimpl
+def crs_bench_register_models(registry):
+    registry.add("decaying", build, "popularity; the default of 'decay' differs between releases")
+'''
+
+
+def test_a_run_stores_its_components_defaults(run_bench, tmp_path):
+    from harness.config import component_defaults
+    from plugins.models.linear_context import LinearContextRecommender
+
+    code, out, err = run_bench("run", "--model", "linear-context", "--epochs", "1", "--quiet",
+                               "--set", "model.params.dim=16")
+    assert code == 0, err
+    [path] = (tmp_path / "results" / "runs").glob("*/record.json")
+    record = json.loads(path.read_text())
+    defaults = component_defaults(LinearContextRecommender)
+    assert defaults and record["config"]["model"]["params"] == {**defaults, "dim": 16}
+    assert record["components"]["model"]["params"] == record["config"]["model"]["params"]
+    assert record["config_hash"] == config_hash(record["config"])  # recomputable from what is stored
+
+
+def test_a_changed_default_is_a_new_run(run_bench, tmp_path):
+    ids = []
+    for decay in (0.5, 0.9):
+        plugin = tmp_path / f"release_{decay}.py"
+        plugin.write_text(DEFAULT_PLUGIN.replace("{decay}", str(decay)))
+        code, out, err = run_bench("run", "--plugin", str(plugin), "--model", "decaying", "--quiet")
+        assert code == 0, err
+        ids.append(out.splitlines()[0])
+    assert ids[0] != ids[1]
+    runs = sorted((tmp_path / "results" / "runs").glob("*/record.json"))
+    assert sorted(json.loads(p.read_text())["config"]["model"]["params"]["decay"] for p in runs) == [0.5, 0.9]
+
+
+def test_dry_run_shows_resolved_params(run_bench):
+    code, out, err = run_bench("run", "--dry-run", "--model", "popularity")
+    assert code == 0, err
+    [config] = json.loads(out)
+    assert config["model"]["params"] == {"counts": "dialogues"}  # popularity's one parameter, at its default
+
+
+def test_schema_2_records_keep_their_hash_unless_defaults_are_filled(tmp_path, plugins):
+    from harness.migrations import migrate
+
+    record = {"schema_version": 2, "config_hash": "old", "run_id": "old-id", "extra": {},
+              "config": {**resolve()[0]}, "components": {"model": {"name": "linear-context", "params": {}}}}
+    kept = migrate(record)
+    assert kept["schema_version"] == 3 and kept["config_hash"] == "old" and kept["extra"]["defaults_filled"] is False
+    filled = migrate(record, plugins.registries)
+    assert filled["config"]["model"]["params"] and filled["config_hash"] == config_hash(filled["config"]) != "old"
+    assert filled["extra"]["schema_2"] == {"config_hash": "old", "run_id": "old-id"}
+    assert filled["components"]["model"]["params"] == filled["config"]["model"]["params"]

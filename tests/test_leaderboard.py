@@ -5,14 +5,14 @@ import json
 import pytest
 
 from harness.leaderboard import build_tables, outputs, render_markdown, stale_files
-from harness.results import write_run
+from harness.results import SCHEMA_VERSION, write_run
 
 
 def record(model, seed, recall10, fingerprint="f" * 64, versions=None, arp=0.5, config_hash=None):
     families = {name: {"task": "rec", "version": version, "params": {}}
                 for name, version in (versions or {"ranking": "1", "longtail": "1"}).items()}
     return {
-        "schema_version": 2, "run_id": f"{model}-{seed}-{fingerprint[:4]}", "config_hash": config_hash or model * 4,
+        "schema_version": SCHEMA_VERSION, "run_id": f"{model}-{seed}-{fingerprint[:4]}", "config_hash": config_hash or model * 4,
         "config": {"model": {"name": model}, "loss": {"name": "ce"}, "augmenter": {"name": "none"}, "seed": seed},
         "seeds": {}, "code": {}, "packages": {}, "dataset": {"name": "toy", "fingerprint": fingerprint},
         "components": {"model": {"name": model}, "loss": {"name": "ce"}, "augmenter": {"name": "none"}},

@@ -72,6 +72,19 @@ def bench(results: Path, cache: Path, *args: str, env: dict[str, str] | None = N
     return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
 
 
+def small_run_id() -> str:
+    """The run id `bench run *FLAGS` gets (its config with the components' defaults filled in)."""
+    from harness.config import config_hash, resolve
+    from harness.plugin_manager import load_plugins
+    from harness.results import run_id_for
+    from harness.runner import resolve_defaults
+
+    [config] = resolve(flags={"model": "linear-context", "train.epochs": 2},
+                       overrides=[value for value in SMALL if value != "--set"])
+    config = resolve_defaults(load_plugins(autoload=False).registries, config)
+    return run_id_for(config, config_hash(config))
+
+
 def only_run(results: Path) -> Path:
     [run_dir] = (results / "runs").iterdir()
     return run_dir
@@ -207,12 +220,7 @@ def test_resume_on_a_grid_skips_complete_runs(run_bench, tmp_path):
 
 
 def test_a_second_process_on_the_same_run_is_refused_naming_the_holder(run_bench, tmp_path):
-    from harness.config import config_hash, resolve
-    from harness.results import run_id_for
-
-    [config] = resolve(flags={"model": "linear-context", "train.epochs": 2},
-                       overrides=[value for value in SMALL if value != "--set"])
-    run_dir = tmp_path / "results" / "runs" / run_id_for(config, config_hash(config))
+    run_dir = tmp_path / "results" / "runs" / small_run_id()
     run_dir.mkdir(parents=True)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); "
@@ -243,12 +251,7 @@ class Planted:
 def test_a_planted_checkpoint_runs_no_code(run_bench, tmp_path, monkeypatch):
     import torch
 
-    from harness.config import config_hash, resolve
-    from harness.results import run_id_for
-
-    [config] = resolve(flags={"model": "linear-context", "train.epochs": 2},
-                       overrides=[value for value in SMALL if value != "--set"])
-    run_dir = tmp_path / "results" / "runs" / run_id_for(config, config_hash(config))
+    run_dir = tmp_path / "results" / "runs" / small_run_id()
     run_dir.mkdir(parents=True)
     marker = tmp_path / "pwned"
     monkeypatch.setenv("CRS_BENCH_TEST_PWNED", str(marker))
@@ -265,7 +268,7 @@ def test_checkpoints_are_safe_to_load_and_carry_their_identity(tmp_path, plugins
     from harness import hookimpl
     from harness.config import config_hash, resolve
     from harness.plugin_manager import load_plugins
-    from harness.runner import execute
+    from harness.runner import execute, resolve_defaults
 
     interrupting = load_plugins(autoload=False)
 
@@ -277,6 +280,7 @@ def test_checkpoints_are_safe_to_load_and_carry_their_identity(tmp_path, plugins
     interrupting.manager.register(Stop(), name="stop")
     [config] = resolve(flags={"model": "linear-context", "train.epochs": 2},
                        overrides=[value for value in SMALL if value != "--set"])
+    config = resolve_defaults(plugins.registries, config)
     with pytest.raises(KeyboardInterrupt):
         execute(config, interrupting, results_dir=tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
     [run_dir] = (tmp_path / "r" / "runs").iterdir()
