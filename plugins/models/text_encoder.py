@@ -131,7 +131,9 @@ class TextEncoder:
         """The transformer (loaded on first use: a fully cached frozen run never loads it)."""
         if self._module is None:
             from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise on stderr (and in errors)
             self._module = AutoModel.from_pretrained(self.path).to(self.device)
         return self._module
 

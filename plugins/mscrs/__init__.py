@@ -1,0 +1,12 @@
+"""MSCRS (SYSTEMS.md §9): multimodal semantic graphs (collaborative co-mentions, item text, optional item
+images) refining the entity table of the `hybrid` backbone. Registered lazily: no torch on import."""
+from __future__ import annotations
+
+from harness.api import hookimpl
+
+
+@hookimpl
+def crs_bench_register_models(registry) -> None:
+    registry.add("mscrs", "plugins.mscrs.model:MSCRS",
+                 "MSCRS: co-mention, text-kNN and image-kNN graphs (LightGCN) fused into the hybrid's entity table, "
+                 "contrastive text-entity fuse loss; presets paper/released, graph ablations as flags.", version="1")
