@@ -223,12 +223,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     data_dir = data_dir_from(args.data_dir)
     sides = [[open_run(path, plugins, data_dir, args.cache_dir) for path in expand_runs(pattern)]
              for pattern in (args.run_a, args.run_b)]
-    result = compare(*sides, plugins, resamples=args.resamples, seed=args.seed)
+    notes: list[str] = []
+    result = compare(*sides, plugins, resamples=args.resamples, seed=args.seed, notes=notes)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         labels = [", ".join(run.record["run_id"] for run in side) for side in sides]
-        print(render_comparison(result, *labels))
+        print(render_comparison(result, *labels, notes=notes))
     return 0
 
 

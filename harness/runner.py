@@ -65,12 +65,13 @@ def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Compon
     return chosen
 
 
-def preflight(plugins: Plugins, config: dict[str, Any]) -> tuple[dict[str, Component], dict[str, dict[str, Any]]]:
+def preflight(plugins: Plugins, config: dict[str, Any],
+              cache_dir: Path | None = None) -> tuple[dict[str, Component], dict[str, dict[str, Any]]]:
     """Everything that can be checked without data: component names and params, loss/model compatibility,
     metric families, their parameters and the selection metric. `bench run` calls it for every config of a
     recipe before the first run starts."""
     components = components_for(plugins, config)
-    families = metric_families.build(plugins.registries, config)
+    families = metric_families.build(plugins.registries, config, cache_dir)
     metric_families.check_select_metric(config["train"]["select_metric"], families["rec"])
     return components, families
 
@@ -141,7 +142,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
     started = time.perf_counter()
     digest = config_module.config_hash(config)
     run_id = run_id_for(config, digest)
-    components, families = preflight(plugins, config)
+    components, families = preflight(plugins, config, cache_dir)
     run = RunState(config=config, config_hash=digest, run_id=run_id, run_dir=results_dir / "runs" / run_id,
                    seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
                    components=components, metrics={**families["rec"], **families["conv"]})
