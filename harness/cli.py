@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     declared = {name for c in plugins.registries.metrics for name in (c.spec.params if c.spec else {})}
     configs = config_module.resolve(recipe, flags, args.overrides, metric_param_names=declared)
     for index, config in enumerate(configs):  # the whole recipe is checked before its first run starts
-        components, _ = preflight(plugins, config)
+        components, _ = preflight(plugins, config, args.cache_dir)
         configs[index] = config_module.with_defaults(config, {k: c.resolve() for k, c in components.items()})
     if args.dry_run:
         print(json.dumps(configs, indent=1))
@@ -227,12 +227,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     data_dir = data_dir_from(args.data_dir)
     sides = [[open_run(path, plugins, data_dir, args.cache_dir) for path in expand_runs(pattern)]
              for pattern in (args.run_a, args.run_b)]
-    result = compare(*sides, plugins, resamples=args.resamples, seed=args.seed)
+    notes: list[str] = []
+    result = compare(*sides, plugins, resamples=args.resamples, seed=args.seed, notes=notes)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         labels = [", ".join(run.record["run_id"] for run in side) for side in sides]
-        print(render_comparison(result, *labels))
+        print(render_comparison(result, *labels, notes=notes))
     return 0
 
 

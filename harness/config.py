@@ -32,7 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "loss": {"name": "ce", "params": {}},
     "augmenter": {"name": "none", "params": {}},
     "generator": None,  # a response generator for the conversation task, {name, params}; None: none attached
-    "metrics": None,  # None: every registered metric family
+    "metrics": None,  # None: every registered metric family that runs by default (MetricSpec.default)
+    "extra_metrics": None,  # families added to those: the opt-in ones, e.g. [llm_judge]
     "metric_params": {},  # parameters the chosen metric families declare (e.g. longtail's pwp_beta)
     "tiers": {"head_min": 6, "tail_max": 1},
     "train": {
@@ -477,6 +478,7 @@ def _check_top_level(config: dict[str, Any], origins: dict[str, _Origin] | None)
         "conv_limit": config["conv_limit"] is not None and _integer_problem(config["conv_limit"], 1),
         "device": not isinstance(config["device"], str) and f"must be auto, cpu or cuda[:i], got {config['device']!r}",
         "metrics": config["metrics"] is not None and _metrics_problem(config["metrics"]),
+        "extra_metrics": config["extra_metrics"] is not None and _metrics_problem(config["extra_metrics"]),
     }
     for key, problem in problems.items():
         if problem:

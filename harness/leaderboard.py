@@ -8,7 +8,8 @@ Rows are configurations, aggregated over seeds as mean ± sample standard deviat
 The core knows no metric: columns, their direction (higher or lower is better), the sort key and which
 columns get significance marks come from the families' `MetricSpec` declarations. The best value of each
 column is bold; ≈ marks every row a paired bootstrap over the stored per-sample outputs cannot tell apart
-from the best (p >= 0.05, docs/protocol.md).
+from the best (p >= 0.05, docs/protocol.md). Published reference rows (`harness.published`) are shown under
+the measured rows of their dataset's table, as a table of their own: never ranked, bolded or tested.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .api.interfaces import OutputsMetricFamily
 from .api.metrics import COUNT, HIGHER, INFO, LOWER, MetricSpec
 from .results import iter_records
 
@@ -62,6 +64,7 @@ class Row:
     counts: dict[str, Any] = field(default_factory=dict)
     run_dirs: list[Path] = field(default_factory=list)
     samples: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # conv: test_samples and subset of the record's summary
 
     def mean(self, metric: str) -> float | None:
         values = self.values.get(metric)
@@ -83,6 +86,7 @@ class Table:
     declarations: Declarations = field(default_factory=Declarations)
     # metric -> positions of rows not significantly different from the best row (absent: not tested)
     ties_with_best: dict[str, set[int]] = field(default_factory=dict)
+    published: list[Any] = field(default_factory=list)  # `harness.published.PublishedTable`s shown beside the rows
 
     @property
     def metrics(self) -> list[str]:
@@ -114,7 +118,7 @@ class Table:
         return min(means) if self.direction(metric) == LOWER else max(means)
 
     def with_rows(self, rows: list[Row]) -> "Table":
-        return replace(self, rows=rows, ties_with_best={})
+        return replace(self, rows=rows, ties_with_best={}, published=[])
 
 
 def _primary(table: Table) -> str | None:
@@ -178,7 +182,9 @@ def _add_run(table: Table, run_dir: Path | None, record: dict[str, Any], values:
         label["generator"] = generator["name"] if generator else "(model)"
     row = next((r for r in table.rows if r.config_hash == record["config_hash"]), None)
     if row is None:
-        row = Row(label, record["config_hash"], samples=samples)
+        summary = (record.get("conversation") or {}) if table.task == "conv" else {}
+        row = Row(label, record["config_hash"], samples=samples,
+                  facts={key: summary[key] for key in ("test_samples", "subset") if key in summary})
         table.rows.append(row)
     if record["config"]["seed"] in row.seeds:
         return
@@ -210,6 +216,7 @@ def _disambiguate(rows: list[Row]) -> None:
 def mark_ties_with_best(tables: list[Table], resamples: int = 1000) -> None:
     """Paired bootstrap (seeds averaged per sample) of every row against the best row, for every column its
     family declares testable from stored outputs."""
+    from .metric_families import LLM_BACKENDS
     from .results import read_samples
 
     for table in tables:
@@ -222,7 +229,12 @@ def mark_ties_with_best(tables: list[Table], resamples: int = 1000) -> None:
                   for position, row in enumerate(table.rows)}
         compare = _rec_comparer(table, stored) if table.task == "rec" else _conv_comparer(table, stored)
         for family_name, columns in tested.items():
-            family = table.declarations.factories[family_name].build(**table.families[family_name]["params"])
+            component = table.declarations.factories[family_name]
+            if LLM_BACKENDS in component.requires:
+                continue  # a judge: the leaderboard calls no LLM
+            family = component.build(**table.families[family_name]["params"])
+            if table.task == "conv" and isinstance(family, OutputsMetricFamily):
+                continue  # needs the dataset's item names, which the leaderboard does not load
             for metric in columns:
                 means = [row.mean(metric) for row in table.rows]
                 if any(m is None for m in means):
@@ -326,7 +338,8 @@ def render_markdown(tables: list[Table], views: Sequence[Any] = ()) -> str:
         lines += [f"## View: {view.title}", "", f"Rows produced by {', '.join(f'`{r}`' for r in view.recipes)}."
                   + (f" {view.note}" if view.note else ""), ""]
         for table in view.tables:
-            lines += [f"### {table.dataset} · {table.task} · {table.setting}", ""] + _table_lines(table, view.columns)
+            lines += [f"### {table.dataset} · {table.task} · {table.setting}", ""] + _table_lines(table, view.columns,
+                                                                                               with_published=False)
         if not view.tables:
             lines += ["No records of these recipes yet.", ""]
     return "\n".join(lines)
@@ -339,16 +352,27 @@ def _anchor(heading: str) -> str:
 
 def _family_text(name: str, identity: dict[str, Any]) -> str:
     params = ", ".join(f"{k}={v}" for k, v in sorted(identity["params"].items()))
-    return f"{name} v{identity['version']}" + (f" ({params})" if params else "")
+    details = json.dumps(identity["details"], sort_keys=True) if identity.get("details") else ""
+    inside = "; ".join(part for part in (params, details) if part)
+    return f"{name} v{identity['version']}" + (f" ({inside})" if inside else "")
 
 
-def _table_lines(table: Table, wanted: Sequence[str] | None = None) -> list[str]:
+def _samples_text(table: Table) -> str:
+    """``256 test samples``; conversation tables: ``40 of 960 test responses (subset: ...)``."""
+    samples = next((r.samples for r in table.rows if r.samples is not None), "?")
+    if table.task != "conv":
+        return f"{samples} test samples"
+    facts = next((r.facts for r in table.rows if r.facts), {})
+    total = f" of {facts['test_samples']}" if "test_samples" in facts else ""
+    return f"{samples}{total} test responses (subset: {facts.get('subset', '?')})"
+
+
+def _table_lines(table: Table, wanted: Sequence[str] | None = None, with_published: bool = True) -> list[str]:
     present = set(table.metrics)
     columns = [m for m in wanted if m in present] if wanted else table.columns()
     families = ", ".join(_family_text(name, table.families[name]) for name in table.family_order())
-    samples = next((r.samples for r in table.rows if r.samples is not None), "?")
     label_kinds = list(table.rows[0].label) if table.rows else list(LABEL_KINDS)
-    lines = [f"Dataset fingerprint `{table.fingerprint[:12]}` · {samples} test samples · metrics: {families}", "",
+    lines = [f"Dataset fingerprint `{table.fingerprint[:12]}` · {_samples_text(table)} · metrics: {families}", "",
              "| " + " | ".join(label_kinds) + " | n | " + " | ".join(columns) + " |",
              "|" + "---|" * (len(label_kinds) + 1 + len(columns))]
     for position, row in enumerate(table.rows):
@@ -356,7 +380,31 @@ def _table_lines(table: Table, wanted: Sequence[str] | None = None) -> list[str]
                  for metric in columns]
         lines.append("| " + " | ".join(row.label[k] for k in label_kinds) + f" | {len(row.seeds)} | "
                      + " | ".join(cells) + " |")
-    return lines + [""]
+    lines.append("")
+    if with_published:
+        for published in table.published:
+            lines += _published_lines(published)
+    return lines
+
+
+def _published_lines(published: Any) -> list[str]:
+    """The published rows as a table of their own under the measured one: labelled, never ranked."""
+    keys = published.keys()
+    lines = [f"**Published** ({published.title}; not runs of this harness, never ranked or bolded): "
+             f"{published.source}", "",
+             "| published | evaluator | " + " | ".join(published.label(key) for key in keys) + " |",
+             "|" + "---|" * (2 + len(keys))]
+    for row in published.rows:
+        cells = [f"{row.values[key]:.3f}" if key in row.values else "—" for key in keys]
+        lines.append(f"| {row.model} | {row.evaluator} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if published.comparable:
+        lines.append("Comparable in kind with the measured columns: "
+                     + ", ".join(f"`{key}`" for key in published.comparable) + "; the other published columns "
+                     "are not (" + ", ".join(f"`{key}`" for key in keys if key not in published.comparable) + ").")
+        lines.append("")
+    lines += [f"* {note}" for note in published.notes]
+    return lines + [""] if published.notes else lines
 
 
 def render_csv(tables: list[Table]) -> str:
@@ -383,6 +431,10 @@ def render_json(tables: list[Table]) -> str:
                   "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None},
                   "tied_with_best": sorted(m for m, tied in t.ties_with_best.items() if i in tied)}
                  for i, r in enumerate(t.rows)],
+        # conversation tables: what the rows scored, and published rows kept apart from the measured ones
+        **({"conversation": {"samples": next((r.samples for r in t.rows if r.samples is not None), None),
+                             **next((r.facts for r in t.rows if r.facts), {})},
+            "published": [p.as_dict() for p in t.published]} if t.task == "conv" else {}),
     } for t in tables]
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
@@ -390,8 +442,10 @@ def render_json(tables: list[Table]) -> str:
 def outputs(results_dir: Path, registries: Any = None, significance: bool = True) -> dict[Path, str]:
     """The three leaderboard files. With `registries` (the installed plugins), columns, directions and
     significance marks follow the families' declarations. Views (`results/views.yaml`) add focused tables to
-    the Markdown file."""
+    the Markdown file; published reference rows (`results/published.yaml`) join the Markdown and JSON
+    tables of their dataset, task and setting, apart from the measured rows."""
     from .leaderboard_views import load_views, select_rows
+    from .published import for_table, load_published
 
     from .results import samples_path
 
@@ -399,6 +453,9 @@ def outputs(results_dir: Path, registries: Any = None, significance: bool = True
     for path, record in runs:
         samples_path(path.parent, record)  # every row's stored outputs exist and match its record
     tables = build_tables(((path.parent, record) for path, record in runs), registries)
+    published = load_published(results_dir)
+    for table in tables:
+        table.published = for_table(published, table.dataset, table.task, table.setting)
     views = load_views(results_dir, registries=registries)
     select_rows(views, tables)
     if significance and registries is not None:

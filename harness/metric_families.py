@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from .api import interfaces
@@ -16,6 +17,7 @@ from .errors import RunError
 from .registry import Component, Registries
 
 INTERFACE = {"rec": interfaces.RankingMetricFamily, "conv": interfaces.ConversationMetricFamily}
+LLM_BACKENDS = "llm_backends"  # `requires=` of a metric family that builds an LLM backend (a judge)
 
 
 @dataclass
@@ -33,19 +35,35 @@ class Family:
         return self.component.spec
 
     def identity(self) -> dict[str, Any]:
-        """What a leaderboard table compares: task, version and resolved parameters."""
-        return {"task": self.spec.task, "version": self.component.version, "params": dict(self.params)}
+        """What a leaderboard table compares: task, version and resolved parameters, plus the family's own
+        `identity()` as ``details`` when it has one (an LLM judge's model and rubric)."""
+        identity = {"task": self.spec.task, "version": self.component.version, "params": dict(self.params)}
+        if isinstance(self.instance, interfaces.IdentifiedMetricFamily):
+            identity["details"] = self.instance.identity()
+        return identity
 
 
-def chosen(registries: Registries, names: Iterable[str] | None) -> list[Component]:
-    """The configured families (``metrics: [...]``), or every registered one when None."""
+def chosen(registries: Registries, names: Iterable[str] | None, extra: Iterable[str] | None = None) -> list[Component]:
+    """The configured families (``metrics: [...]``), or, when None, every registered one whose spec runs by
+    default (`MetricSpec.default`); then the ``extra_metrics`` ones not already chosen, in their order. An
+    opt-in family (``default=False``, e.g. an LLM judge) thus runs only when a config names it."""
     metrics = registries.metrics
-    return [metrics.get(name) for name in names] if names is not None else metrics.in_order()
+    picked = [metrics.get(name) for name in names] if names is not None else \
+        [component for component in metrics.in_order() if component.spec is None or component.spec.default]
+    for name in extra or ():
+        component = metrics.get(name)
+        if all(component.name != other.name for other in picked):
+            picked.append(component)
+    return picked
 
 
-def build(registries: Registries, config: dict[str, Any]) -> dict[str, dict[str, Family]]:
-    """{task: {name: Family}} for the run's config; bad parameters are a ConfigError."""
-    components = chosen(registries, config["metrics"])
+def build(registries: Registries, config: dict[str, Any], cache_dir: Path | None = None) -> dict[str, dict[str, Family]]:
+    """{task: {name: Family}} for the run's config; bad parameters are a ConfigError.
+
+    A family registered with ``requires={"llm_backends"}`` is built as ``factory(registries=...,
+    cache_dir=..., **params)``: it builds its LLM backend by name and caches its generations under
+    `cache_dir` (None: no cache)."""
+    components = chosen(registries, config["metrics"], config.get("extra_metrics"))
     values = config["metric_params"] or {}
     config_module.check_metric_params(values, {name for c in components for name in (c.spec.params if c.spec else {})})
     families: dict[str, dict[str, Family]] = {"rec": {}, "conv": {}}
@@ -56,8 +74,12 @@ def build(registries: Registries, config: dict[str, Any]) -> dict[str, dict[str,
             params = spec.resolve_params({k: v for k, v in values.items() if k in spec.params})
         except ValueError as error:
             raise ConfigError(f"metric_params: {error} (family '{component.name}')") from None
-        instance = component.build(**params)
-        check(instance, INTERFACE[spec.task], component.describe())
+        instance = component.build(registries=registries, cache_dir=cache_dir, **params) \
+            if LLM_BACKENDS in component.requires else component.build(**params)
+        interface = INTERFACE[spec.task]
+        if spec.task == "conv" and isinstance(instance, interfaces.OutputsMetricFamily):
+            interface = interfaces.OutputsMetricFamily  # scored from the outputs; compute_text is not needed
+        check(instance, interface, component.describe())
         families[spec.task][component.name] = Family(component.name, component, params, instance)
     return families
 

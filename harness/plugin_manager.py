@@ -48,6 +48,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.metrics.recall",
     "plugins.metrics.longtail",
     "plugins.metrics.conversation",
+    "plugins.metrics.rec_in_response",
+    "plugins.metrics.judge",
 )
 
 

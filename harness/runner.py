@@ -76,12 +76,13 @@ def resolve_defaults(registries: Any, config: dict[str, Any]) -> dict[str, Any]:
     return config_module.with_defaults(config, factories)
 
 
-def preflight(plugins: Plugins, config: dict[str, Any]) -> tuple[dict[str, Component], dict[str, dict[str, Any]]]:
+def preflight(plugins: Plugins, config: dict[str, Any],
+              cache_dir: Path | None = None) -> tuple[dict[str, Component], dict[str, dict[str, Any]]]:
     """Everything that can be checked without data: component names and params, loss/model compatibility,
     metric families, their parameters and the selection metric. `bench run` calls it for every config of a
     recipe before the first run starts."""
     components = components_for(plugins, config)
-    families = metric_families.build(plugins.registries, config)
+    families = metric_families.build(plugins.registries, config, cache_dir)
     metric_families.check_select_metric(config["train"]["select_metric"], families["rec"])
     return components, families
 
@@ -148,7 +149,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
     """Run one resolved config end to end and return the written record (under ``--resume``, a complete
     record of the same config is returned without running)."""
     started = time.perf_counter()
-    components, families = preflight(plugins, config)
+    components, families = preflight(plugins, config, cache_dir)
     config = config_module.with_defaults(config, {kind: c.resolve() for kind, c in components.items()})
     digest = config_module.config_hash(config)
     run_id = run_id_for(config, digest)

@@ -14,8 +14,10 @@ To stay vectorized, a metric family describes each metric as a *term* built once
   The union sizes of all resamples come from one sparse product ``incidence.T @ (counts > 0).T``.
 
 Families expose ``bootstrap_terms(lists, ctx)`` (task "rec") or ``bootstrap_terms_text(predictions,
-references)`` (task "conv"). A family without them is still supported: it is recomputed on each
-resample with ``compute``/``compute_text`` (correct, but B calls per run).
+references)`` / ``bootstrap_terms_outputs(outputs)`` (task "conv"). A family without them is still
+supported by `paired_bootstrap` and `paired_bootstrap_text`: it is recomputed on each resample with
+``compute``/``compute_text`` (correct, but B calls per run). `paired_bootstrap_outputs` (``bench
+compare``) takes only families with terms, since an outputs family may be costly to recompute (a judge).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import numpy as np
 
 from .ranking import MetricContext, RankedLists
-from .api.interfaces import BootstrapTerms, ResamplingUnit, TextBootstrapTerms
+from .api.interfaces import BootstrapTerms, ConvOutputs, OutputsBootstrapTerms, ResamplingUnit, TextBootstrapTerms
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -351,3 +353,39 @@ def _recompute_text(family: Any, predictions: list[str], references: Sequence[st
         for key in observed:
             resampled[key][row] = values.get(key, math.nan)
     return {key: ("responses", observed[key], resampled[key]) for key in observed}
+
+
+def paired_bootstrap_outputs(outputs_a: ConvOutputs | Sequence[ConvOutputs], outputs_b: ConvOutputs | Sequence[ConvOutputs],
+                             metrics: Sequence[Any], resamples: int = DEFAULT_RESAMPLES,
+                             seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap of conversation families over responses, from whole `ConvOutputs`.
+
+    A run is one `ConvOutputs` or a list of them (one per seed), all aligned: the same responses' contexts
+    in the same order. Families with `OutputsBootstrapTerms` get the outputs, those with
+    `TextBootstrapTerms` the predictions and references; a family with neither is left out (no key of
+    its is returned). Same draws as `paired_bootstrap_text`: ``default_rng(seed)`` over the responses.
+    """
+    runs_a = [outputs_a] if isinstance(outputs_a, ConvOutputs) else list(outputs_a)
+    runs_b = [outputs_b] if isinstance(outputs_b, ConvOutputs) else list(outputs_b)
+    if not runs_a or not runs_b:
+        raise ValueError("a run needs at least one ConvOutputs (one per seed)")
+    size = len(runs_a[0].references)
+    for position, outputs in enumerate([*runs_a, *runs_b]):
+        if len(outputs.references) != size or len(outputs.predictions) != size:
+            raise ValueError(f"paired bootstrap: run #{position} has {len(outputs.predictions)} responses for "
+                             f"{len(outputs.references)} references; run #0 has {size}")
+    draws = _Draws({"responses": size}, resamples, seed)
+    results: dict[str, dict[str, Any]] = {}
+    for family in metrics:
+        if isinstance(family, OutputsBootstrapTerms):
+            def terms(outputs: ConvOutputs, family: Any = family) -> list[Any]:
+                return family.bootstrap_terms_outputs(outputs)
+        elif isinstance(family, TextBootstrapTerms):
+            def terms(outputs: ConvOutputs, family: Any = family) -> list[Any]:
+                return family.bootstrap_terms_text(list(outputs.predictions), list(outputs.references))
+        else:
+            continue
+        side_a = [_term_values(terms(outputs), draws) for outputs in runs_a]
+        side_b = [_term_values(terms(outputs), draws) for outputs in runs_b]
+        results.update(_compare(side_a, side_b))
+    return results

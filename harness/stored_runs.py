@@ -32,6 +32,15 @@ class StoredRun:
     responses: list[dict[str, Any]]  # conversation rows: id, prediction, reference, response, recommended, gold
     test_split: Any = None  # the dataset's test split and catalogue, for the conversation outputs
     catalogue: Any = None
+    cache_dir: Path | None = None  # where families that call an LLM (a judge) find their cached answers
+
+    @property
+    def conv_setting(self) -> str | None:
+        """The conversation setting the run was scored in (``all`` or ``subset-N``), None without one."""
+        return next(iter(self.record["metrics"].get("conv", {})), None)
+
+    def conv_outputs(self) -> Any:
+        return outputs_from_rows(self.responses, self.test_split, self.catalogue)
 
 
 def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: Path) -> StoredRun:
@@ -48,22 +57,22 @@ def open_run(run_dir: Path, plugins: Plugins, data_dir: Path | None, cache_dir: 
     rows = read_samples(run_dir, record)
     lists = lists_from_rows(rows, dataset.catalogue.ids)
     return StoredRun(run_dir, record, lists, ctx, [row for row in rows if row.get("task") == "conv"],
-                     dataset.splits["test"], dataset.catalogue)
+                     dataset.splits["test"], dataset.catalogue, cache_dir)
 
 
 def recompute(run: StoredRun, plugins: Plugins) -> tuple[dict[str, dict], dict[str, metric_families.Family]]:
     """Every task's metrics from the stored outputs with today's families (rec from the ranked lists, conv
     from the stored responses), and the families that produced them."""
-    families = metric_families.build(plugins.registries, run.record["config"])
+    families = metric_families.build(plugins.registries, run.record["config"], run.cache_dir)
     metrics: dict[str, dict] = {}
     produced: dict[str, metric_families.Family] = {}
     if run.lists and families["rec"]:
         metrics["rec"] = compute_metrics(run.lists, families["rec"], run.metric_ctx)
         produced.update(families["rec"])
     if run.responses and families["conv"]:
-        outputs = outputs_from_rows(run.responses, run.test_split, run.catalogue)
-        setting = next(iter(run.record["metrics"].get("conv", {})), CONV_SETTING)
-        metrics["conv"] = {setting: metric_families.merge_values(score(outputs, families["conv"]), families["conv"])}
+        setting = run.conv_setting or CONV_SETTING
+        metrics["conv"] = {setting: metric_families.merge_values(score(run.conv_outputs(), families["conv"]),
+                                                                 families["conv"])}
         produced.update(families["conv"])
     return metrics, produced
 
@@ -114,11 +123,13 @@ def expand_runs(pattern: str) -> list[Path]:
 
 
 def compare(runs_a: StoredRun | Sequence[StoredRun], runs_b: StoredRun | Sequence[StoredRun], plugins: Plugins,
-            resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, Any]]]:
+            resamples: int = 1000, seed: int = 0, notes: list[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Paired bootstrap per setting over every shared metric family (PROTOCOL.md §6.3).
 
     A side with several runs (seeds of one configuration) is averaged over its runs inside every resample,
-    so the interval covers test-sample noise for the seed-averaged model, not seed noise alone."""
+    so the interval covers test-sample noise for the seed-averaged model, not seed noise alone. When every
+    run has conversation rows, their responses are compared too, under ``conv/<setting>`` (`compare_conv`);
+    what could not be compared is appended to `notes`."""
     from .significance import paired_bootstrap
 
     runs_a = [runs_a] if isinstance(runs_a, StoredRun) else list(runs_a)
@@ -128,15 +139,60 @@ def compare(runs_a: StoredRun | Sequence[StoredRun], runs_b: StoredRun | Sequenc
     if len(fingerprints) > 1:
         raise RunError("runs are on different data (dataset fingerprints differ): they cannot be paired")
     names = set.intersection(*(set(run.record["metric_families"]) for run in every))
-    built = metric_families.build(plugins.registries, runs_a[0].record["config"])["rec"]
-    families = [family.instance for name, family in built.items() if name in names]
+    built = metric_families.build(plugins.registries, runs_a[0].record["config"], runs_a[0].cache_dir)
+    families = [family.instance for name, family in built["rec"].items() if name in names]
     settings = [s for s in runs_a[0].lists if all(s in run.lists for run in every)]
-    return {setting: paired_bootstrap([run.lists[setting] for run in runs_a], [run.lists[setting] for run in runs_b],
-                                      runs_a[0].metric_ctx, families, resamples=resamples, seed=seed)
-            for setting in settings}
+    result = {setting: paired_bootstrap([run.lists[setting] for run in runs_a], [run.lists[setting] for run in runs_b],
+                                        runs_a[0].metric_ctx, families, resamples=resamples, seed=seed)
+              for setting in settings}
+    result.update(compare_conv(runs_a, runs_b, built["conv"], resamples, seed, notes))
+    return result
 
 
-def render_comparison(result: dict[str, dict[str, dict[str, Any]]], label_a: str, label_b: str) -> str:
+def compare_conv(runs_a: Sequence[StoredRun], runs_b: Sequence[StoredRun], built: dict[str, metric_families.Family],
+                 resamples: int = 1000, seed: int = 0, notes: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap over the responses of runs that all have conversation rows: ``{"conv/<setting>":
+    {key: row}}``, or {} when some run has none.
+
+    The responses are paired by sample id, so every run must have scored the same conversation samples in
+    the same order: runs on different ``--conv-limit`` subsets are refused (RunError). The families are
+    those every run recorded with the same identity (version, parameters, judge) and that describe
+    themselves as terms (`TextBootstrapTerms`, `OutputsBootstrapTerms`); the others are named in `notes`."""
+    from .significance import paired_bootstrap_outputs
+
+    every = [*runs_a, *runs_b]
+    if not every or not all(run.responses for run in every):
+        if notes is not None and any(run.responses for run in every):
+            notes.append("conversation: not compared (some runs have no conversation rows)")
+        return {}
+    first = every[0]
+    ids = [row["id"] for row in first.responses]
+    for run in every[1:]:
+        if run.conv_setting != first.conv_setting or [row["id"] for row in run.responses] != ids:
+            raise RunError(f"runs scored different conversation samples ({first.record['run_id']}: "
+                           f"{first.conv_setting}, {len(ids)} responses; {run.record['run_id']}: {run.conv_setting}, "
+                           f"{len(run.responses)} responses): rerun with the same --conv-limit to pair them")
+    from .api.interfaces import OutputsBootstrapTerms, TextBootstrapTerms
+
+    recorded_as = first.record["metric_families"]
+    shared = [name for name in built if name in recorded_as
+              and all(run.record["metric_families"].get(name) == recorded_as[name] for run in every)]
+
+    usable = [name for name in shared if isinstance(built[name].instance, (OutputsBootstrapTerms, TextBootstrapTerms))]
+    if notes is not None:
+        recorded = set.intersection(*({n for n, i in run.record["metric_families"].items() if i["task"] == "conv"}
+                                      for run in every))
+        left_out = sorted(recorded - set(usable))
+        if left_out:
+            notes.append("conversation families not compared (no bootstrap terms, or recorded differently by the "
+                         "runs): " + ", ".join(left_out))
+    result = paired_bootstrap_outputs([run.conv_outputs() for run in runs_a], [run.conv_outputs() for run in runs_b],
+                                      [built[name].instance for name in usable], resamples=resamples, seed=seed)
+    return {f"conv/{first.conv_setting}": result}
+
+
+def render_comparison(result: dict[str, dict[str, dict[str, Any]]], label_a: str, label_b: str,
+                      notes: Sequence[str] = ()) -> str:
     lines = [f"A = {label_a}", f"B = {label_b}", ""]
     for setting, metrics in result.items():
         lines += [f"{setting}:", f"  {'metric':<18} {'A':>8} {'B':>8} {'A-B':>8} {'95% interval':>20} {'p':>6}"]
@@ -149,5 +205,6 @@ def render_comparison(result: dict[str, dict[str, dict[str, Any]]], label_a: str
             lines.append(f"  {key:<18} {row['a']:>8.4f} {row['b']:>8.4f} {row['delta']:>+8.4f} {interval:>20} "
                          f"{row['p']:>6.3f}{mark}")
         lines.append("")
-    lines.append("* p < 0.05 (paired bootstrap, 1,000 resamples, numpy default_rng(0), same draws for A and B)")
+    lines += [*notes, "* p < 0.05 (paired bootstrap, 1,000 resamples, numpy default_rng(0), same draws for A and B; "
+              "conversation metrics resample responses)"]
     return "\n".join(lines)

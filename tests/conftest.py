@@ -57,3 +57,26 @@ def run_bench(tmp_path, monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def serve_locally():
+    """``serve_locally(handler_class) -> base URL`` of an HTTP server on 127.0.0.1 (a free port) answering with
+    the handler, e.g. a fake OpenAI-compatible endpoint; every server is shut down after the test."""
+    import threading
+    from http.server import HTTPServer
+
+    servers = []
+
+    def serve(handler: type) -> str:
+        httpd = HTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        servers.append((httpd, thread))
+        return f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+
+    yield serve
+    for httpd, thread in servers:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -69,15 +68,9 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(serve_locally):
     FakeOpenAI.requests, FakeOpenAI.status, FakeOpenAI.reply = [], 200, None
-    httpd = HTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    return serve_locally(FakeOpenAI)
 
 
 def test_openai_client_posts_chat_completions_with_the_key_from_the_environment(server, monkeypatch):

@@ -21,6 +21,7 @@ from ..popularity import ItemStatistics
 from .conformance import ConformanceError, LossPlan
 from .context import RunContext, RunState
 from .interfaces import (Augmenter, BootstrapTerms, ConversationMetricFamily, ConvOutputs, OutputsMetricFamily, DatasetFactory, Describable,
+                         IdentifiedMetricFamily, OutputsBootstrapTerms,
                          EpochHookLoss, LLMBackend, LogitsTraining, Loss, ModuleLoss, RankingMetricFamily,
                          Recommender, ResamplingUnit, ResponseGenerator, Retriever, ScoreAdjustingLoss, TextBootstrapTerms,
                          TrainableRecommender, WeightedSamplingLoss)
@@ -33,6 +34,7 @@ _LAZY = {
     "LIST_LENGTH": ("harness.ranking", "LIST_LENGTH"),
     "context_representatives": ("harness.ranking", "context_representatives"),
     "lists_from_tops": ("harness.evaluation", "lists_from_tops"),
+    "write_atomic": ("harness.results", "write_atomic"),
 }
 
 
@@ -51,7 +53,8 @@ __all__ = [
     "ItemStatistics", "RunContext", "RunState", "LossPlan", "ConformanceError",
     "DatasetFactory", "Recommender", "TrainableRecommender", "LogitsTraining", "Loss", "ModuleLoss",
     "EpochHookLoss", "ScoreAdjustingLoss", "WeightedSamplingLoss", "Augmenter", "RankingMetricFamily",
-    "ConversationMetricFamily", "ConvOutputs", "OutputsMetricFamily", "BootstrapTerms", "ResamplingUnit", "TextBootstrapTerms", "LLMBackend", "Retriever",
+    "ConversationMetricFamily", "ConvOutputs", "OutputsMetricFamily", "OutputsBootstrapTerms",
+    "IdentifiedMetricFamily", "BootstrapTerms", "ResamplingUnit", "TextBootstrapTerms", "LLMBackend", "Retriever",
     "ResponseGenerator", "Describable", "MetricSpec", "MetricParam", "HIGHER", "LOWER", "COUNT", "INFO",
     *_LAZY,
 ]

@@ -213,6 +213,23 @@ class OutputsMetricFamily(Protocol):
 
 
 @runtime_checkable
+class OutputsBootstrapTerms(Protocol):
+    """Optional, for `OutputsMetricFamily` families: the metric as terms over responses (unit
+    ``"responses"``), so `bench compare` re-weights them in a paired bootstrap (`harness.significance`)."""
+
+    def bootstrap_terms_outputs(self, outputs: ConvOutputs) -> list[Any]: ...
+
+
+@runtime_checkable
+class IdentifiedMetricFamily(Protocol):
+    """Optional, for metric families whose values depend on more than their version and parameters (an
+    LLM judge: the judge model and endpoint, the rubric). ``identity()`` is stored with the family in
+    ``record.metric_families.<name>.details``, so runs scored differently never share a leaderboard table."""
+
+    def identity(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class BootstrapTerms(Protocol):
     """Optional, for ranking families: the metric as sums over resampling units, so a paired bootstrap
     re-weights instead of recomputing (see `harness.significance`)."""

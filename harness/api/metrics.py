@@ -46,7 +46,10 @@ class MetricSpec:
     * ``significance``: key patterns whose per-sample values the stored outputs determine, so the
       leaderboard can mark rows a paired bootstrap cannot tell from the best;
     * ``params``: name -> `MetricParam`; a config naming any other parameter is an error;
-    * ``primary``: the key leaderboard rows are sorted by (best first), when the table has it.
+    * ``primary``: the key leaderboard rows are sorted by (best first), when the table has it;
+    * ``default``: whether a config without a ``metrics:`` list runs the family. False for families that
+      are costly or call a paid service (an LLM judge): they run only when a config names them, in
+      ``metrics:`` or ``extra_metrics:``.
     """
 
     task: str
@@ -55,6 +58,7 @@ class MetricSpec:
     significance: tuple[str, ...] = ()
     params: Mapping[str, MetricParam] = field(default_factory=dict)
     primary: str | None = None
+    default: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -215,14 +215,17 @@ class Distinct:
 
 @hookimpl
 def crs_bench_register_metrics(registry) -> None:
+    # registration order is the leaderboard's column order: BLEU, ROUGE, Distinct, then sacrebleu
     registry.add("bleu_legacy", LegacyBleu, "Sentence BLEU-n (NLTK semantics) on 'System: ' strings, averaged.",
-                 version="1", spec=MetricSpec("conv", {"bleu*_legacy": HIGHER}, columns=("bleu2_legacy",),
+                 version="1", spec=MetricSpec("conv", {"bleu*_legacy": HIGHER},
+                                              columns=("bleu2_legacy", "bleu3_legacy"),
                                               significance=("bleu*_legacy",)))
-    registry.add("sacrebleu", SacreBleu, "Corpus BLEU with sacrebleu defaults, plus its signature.", version="1",
-                 spec=MetricSpec("conv", {"sacrebleu": HIGHER, "sacrebleu_signature": INFO}, columns=("sacrebleu",)))
     registry.add("rouge", Rouge, "ROUGE-2 and ROUGE-L F-measure (rouge-score, no stemmer), averaged.", version="1",
                  spec=MetricSpec("conv", {"rouge2": HIGHER, "rougeL": HIGHER}, columns=("rouge2", "rougeL"),
                                  significance=("rouge2", "rougeL")))
     registry.add("distinct", Distinct, "Distinct-n: legacy (per response, prefixed) and ratio (distinct/total).",
                  version="1", spec=MetricSpec("conv", {"dist*_legacy": HIGHER, "dist*_ratio": HIGHER},
-                                              columns=("dist2_legacy", "dist2_ratio")))
+                                              columns=("dist2_legacy", "dist3_legacy", "dist4_legacy",
+                                                       "dist2_ratio", "dist3_ratio", "dist4_ratio")))
+    registry.add("sacrebleu", SacreBleu, "Corpus BLEU with sacrebleu defaults, plus its signature.", version="1",
+                 spec=MetricSpec("conv", {"sacrebleu": HIGHER, "sacrebleu_signature": INFO}, columns=("sacrebleu",)))

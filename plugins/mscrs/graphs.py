@@ -106,7 +106,7 @@ def load_item_features(path: Path, num_items: int) -> np.ndarray:
 
 def cached_edges(cache_dir: Path, parts: Sequence[str], build: Callable[[], np.ndarray]) -> np.ndarray:
     """`build()` once per key (the hash of `parts`), stored as npz; a damaged entry is rebuilt."""
-    from harness.results import write_atomic
+    from harness.api import write_atomic
 
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "mscrs" / f"edges-{key}.npz"
