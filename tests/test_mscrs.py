@@ -86,11 +86,17 @@ def test_item_features_are_validated_with_path_and_problem(tmp_path):
         graphs.load_item_features(junk, 3)
 
 
-def tiny_context(synthetic, tmp_path, name: str | None = None) -> RunContext:
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One text-embedding cache for the module: the item texts are encoded once, not per model."""
+    return tmp_path_factory.mktemp("mscrs-cache")
+
+
+def tiny_context(synthetic, cache, name: str | None = None) -> RunContext:
     dataset = synthetic if name is None else replace(synthetic, name=name)
     train = dataset.splits["train"]
     stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples, TierThresholds())
-    return RunContext(dataset, stats, "cpu", 0, tmp_path / "cache", {}, None)
+    return RunContext(dataset, stats, "cpu", 0, cache, {}, None)
 
 
 def build(ctx, **params) -> MSCRS:
@@ -104,8 +110,8 @@ def image_file(tmp_path, synthetic, seed: int):
     return str(path)
 
 
-def test_the_image_view_turns_on_with_a_feature_file(synthetic, tmp_path):
-    ctx = tiny_context(synthetic, tmp_path)
+def test_the_image_view_turns_on_with_a_feature_file(synthetic, tmp_path, shared_cache):
+    ctx = tiny_context(synthetic, shared_cache)
     without = build(ctx)
     assert without.image_edges is None and without.describe()["image_view"].startswith("off: no image_features")
     with_image = build(ctx, image_features=image_file(tmp_path, synthetic, 1))
@@ -113,8 +119,8 @@ def test_the_image_view_turns_on_with_a_feature_file(synthetic, tmp_path):
     assert not torch.allclose(without.entity_vectors(), with_image.entity_vectors())
 
 
-def test_lambda_one_ignores_the_image_features(synthetic, tmp_path):
-    ctx = tiny_context(synthetic, tmp_path)
+def test_lambda_one_ignores_the_image_features(synthetic, tmp_path, shared_cache):
+    ctx = tiny_context(synthetic, shared_cache)
     a = build(ctx, lam=1.0, image_features=image_file(tmp_path, synthetic, 1)).entity_vectors()
     b = build(ctx, lam=1.0, image_features=image_file(tmp_path, synthetic, 2)).entity_vectors()
     assert torch.allclose(a, b)
@@ -122,16 +128,16 @@ def test_lambda_one_ignores_the_image_features(synthetic, tmp_path):
     assert not torch.allclose(a, c)
 
 
-def test_released_redial_ignores_text_and_image(synthetic, tmp_path):
-    ctx = tiny_context(synthetic, tmp_path, name="redial")
+def test_released_redial_ignores_text_and_image(synthetic, tmp_path, shared_cache):
+    ctx = tiny_context(synthetic, shared_cache, name="redial")
     with_views = build(ctx, preset="released", image_features=image_file(tmp_path, synthetic, 1))
     without = build(ctx, preset="released", use_text_graph=False, use_image=False)
     assert with_views.describe()["modal_views_added"] is False
     assert torch.allclose(with_views.entity_vectors(), without.entity_vectors())
 
 
-def test_ablations_remove_their_graph(synthetic, tmp_path):
-    ctx = tiny_context(synthetic, tmp_path)
+def test_ablations_remove_their_graph(synthetic, tmp_path, shared_cache):
+    ctx = tiny_context(synthetic, shared_cache)
     full = build(ctx)
     assert full.collab_edges is not None and full.text_edges is not None
     bare = build(ctx, use_collab=False, use_text_graph=False, use_image=False)
@@ -140,8 +146,8 @@ def test_ablations_remove_their_graph(synthetic, tmp_path):
     assert torch.allclose(bare.entity_vectors(), n1)  # all graphs off: the hybrid's R-GCN table
 
 
-def test_fuse_loss_trains_and_gradients_reach_every_graph_input(synthetic, tmp_path):
-    ctx = tiny_context(synthetic, tmp_path)
+def test_fuse_loss_trains_and_gradients_reach_every_graph_input(synthetic, tmp_path, shared_cache):
+    ctx = tiny_context(synthetic, shared_cache)
     model = build(ctx, fuse_weight=1.0).train()
     samples = synthetic.splits["train"].rec_samples[:32]
     batch = model.make_batch(synthetic.splits["train"], samples)

@@ -64,7 +64,7 @@ class MSCRS(Hybrid):
         self.fuse_weight, self.fuse_temperature = fuse_weight, fuse_temperature
         self.released_redial = preset == "released" and dataset.name == "redial"
         self.k = k if k is not None else DEFAULT_K.get(dataset.name, 10)
-        self.propagate_layer = LGConv(normalize=True)
+        self.propagate_layer = LGConv(normalize=False)  # the adjacency below is normalised once
         fingerprint = dataset.fingerprint or dataset.name
         details: dict[str, Any] = {"preset": preset, "k": self.k, "threshold": threshold, "lambda": lam,
                                    "lightgcn_layers": lightgcn_layers, "fuse_weight": fuse_weight,
@@ -98,9 +98,11 @@ class MSCRS(Hybrid):
             ("off: no image_features given (lambda = 1)" if use_image else "off (ablation)")
         details["modal_views_added"] = not self.released_redial and (text is not None or image is not None)
         self.details = details
+        sizes = {"collab_edges": dataset.kg.num_entities, "text_edges": dataset.num_items,
+                 "image_edges": dataset.num_items}
         for name, edges in (("collab_edges", collab), ("text_edges", text), ("image_edges", image)):
-            self.register_buffer(name, None if edges is None else torch.from_numpy(edges).to(ctx.device),
-                                 persistent=False)
+            self.register_buffer(name, None if edges is None else
+                                 graphs.normalized_adjacency(edges, sizes[name], ctx.device), persistent=False)
 
     def _item_graph(self, cache_dir: Path, view: str, fingerprint: str, features: np.ndarray) -> np.ndarray:
         edges = graphs.cached_edges(cache_dir, [view, fingerprint, graphs.digest(features), str(self.k)],
@@ -110,11 +112,11 @@ class MSCRS(Hybrid):
     def describe(self) -> dict[str, Any]:
         return dict(self.details)
 
-    def propagate(self, x: torch.Tensor, edges: torch.Tensor) -> list[torch.Tensor]:
+    def propagate(self, x: torch.Tensor, adjacency: torch.Tensor) -> list[torch.Tensor]:
         """[E^(0), ..., E^(L)]: LightGCN layers E^(l+1) = D^-1/2 A D^-1/2 E^(l) (§1.4)."""
         layers = [x]
         for _ in range(self.layers):
-            layers.append(self.propagate_layer(layers[-1], edges))
+            layers.append(self.propagate_layer(layers[-1], adjacency))
         return layers
 
     def fused_table(self, n1: torch.Tensor) -> torch.Tensor:
