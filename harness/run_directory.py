@@ -54,6 +54,20 @@ class RunLock:
         self.handle = None
 
 
+def settle_failure(run_dir: Path, keep: bool) -> str:
+    """After a run failed in plugin code: keep the last epoch checkpoint for ``--resume`` when `keep` (a
+    resumable failure) and there is one; otherwise remove the run's checkpoints, so that nothing of it is
+    left (`RunLock.release` then removes the directory it leaves holding only the lock). What happened, in
+    words, for the error line."""
+    from .training import BEST_CHECKPOINT, CHECKPOINT, remove_checkpoints
+
+    if keep and (run_dir / CHECKPOINT).is_file():
+        return f"the last epoch checkpoint in {run_dir} is kept: fix it and rerun the same command with --resume"
+    had = [name for name in (CHECKPOINT, BEST_CHECKPOINT) if (run_dir / name).is_file()]
+    remove_checkpoints(run_dir)
+    return "its checkpoints were removed (the failure is not resumable)" if had else "nothing was kept"
+
+
 def prepare(run_dir: Path) -> None:
     """Create the directory and prove it writable before any training, so a permission or disk problem is
     found in a second, not after hours."""
