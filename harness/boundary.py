@@ -120,7 +120,8 @@ def _frames(error: BaseException) -> list[Any]:
 
 
 def culprit(error: BaseException, suspects: Sequence[Suspect]) -> Suspect:
-    """The suspect whose code is innermost in the traceback; the first suspect when none appears."""
+    """The suspect whose code is innermost in the traceback; when none of them appears (an error raised by
+    torch on their behalf, e.g. in ``backward()``), all of them, named together."""
     frames = _frames(error)
     for frame in frames:
         for suspect in suspects:
@@ -137,7 +138,7 @@ def culprit(error: BaseException, suspects: Sequence[Suspect]) -> Suspect:
         for suspect, roots in packages:
             if any(module == root or module.startswith(root + ".") for root in roots):
                 return suspect
-    return suspects[0]
+    return suspects[0] if len(suspects) == 1 else Suspect(" or ".join(suspect.what for suspect in suspects))
 
 
 @contextlib.contextmanager

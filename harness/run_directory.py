@@ -109,12 +109,22 @@ def is_complete(run_dir: Path) -> bool:
     return True
 
 
+def _cause(error: OSError) -> str:
+    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
+
+
 def write_failure(error: OSError, path: Path, trained: bool) -> str:
     """One line naming the path, the cause and what to do next."""
     where = getattr(error, "filename", None) or path
-    cause = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-             errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-             errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
     then = ("the trained checkpoint is kept: fix it and rerun the same command with --resume to write the "
             "results without training again") if trained else "fix it and rerun; nothing was trained"
-    return f"cannot write {where}: {cause}; {then}"
+    return f"cannot write {where}: {_cause(error)}; {then}"
+
+
+def checkpoint_failure(error: OSError, path: Path) -> str:
+    """A checkpoint that cannot be written during training: the harness's write, not the plugin's code."""
+    where = getattr(error, "filename", None) or path
+    return (f"cannot write checkpoint {where}: {_cause(error)}; fix it and rerun the same command with --resume "
+            "to continue from the last checkpoint written")

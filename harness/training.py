@@ -40,9 +40,14 @@ class CheckpointError(RunError):
 def _save(path: Path, payload: dict[str, Any]) -> None:
     import torch
 
+    from .run_directory import checkpoint_failure
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_atomic(path, buffer.getvalue())
+    try:
+        write_atomic(path, buffer.getvalue())
+    except OSError as error:  # a full disk is the harness's write failing, not the model's fault
+        raise RunError(checkpoint_failure(error, path)) from None
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -54,6 +54,8 @@ def build_loss(ctx):
     def loss(logits, labels):
         if fault() == "loss-raises":
             raise ArithmeticError("loss overflow")
+        if fault() == "detached":  # torch raises in backward(), where no plugin frame is on the stack
+            return torch.nn.functional.cross_entropy(logits.detach(), labels)
         if fault() == "nan" or (fault() == "nan-epoch2" and os.path.exists(os.environ["CRS_BENCH_TEST_MARKER"])):
             return (logits * float("nan")).sum()
         return torch.nn.functional.cross_entropy(logits, labels)
@@ -168,6 +170,9 @@ TRAINED = ["--model", "faulty", "--loss", "faulty-loss", "--epochs", "2"]
     ("nan", TRAINED, "loss 'faulty-loss' (path:{plugin}) failed in train step (epoch 1, step 0): non-finite training "
                      "loss nan (model 'faulty'); lower train.lr or check the loss for log(0) or division by zero; "
                      "nothing was kept"),
+    ("detached", TRAINED, "model 'faulty' (path:{plugin}) or loss 'faulty-loss' (path:{plugin}) failed in train step "
+                          "(epoch 1, step 0): RuntimeError: element 0 of tensors does not require grad and does not "
+                          "have a grad_fn; nothing was kept"),
     ("predict", TRAINED, "model 'faulty' (path:{plugin}) failed in predict (valid): IndexError: scores broke; "
                          "nothing was kept"),
     ("metric", TRAINED, "metric 'faulty-metric' (path:{plugin}) failed in metric compute (pre-training check, "
@@ -220,6 +225,22 @@ def test_a_resumable_failure_keeps_the_checkpoint_for_resume(run_bench, monkeypa
     code, out, err = run_bench("run", "--plugin", str(faulty), "--quiet", *TINY, *TRAINED, "--resume", results=results)
     assert code == 0, err
     assert (run_dir / "record.json").is_file() and not (run_dir / "checkpoint.pt").exists()
+
+
+def test_a_checkpoint_that_cannot_be_written_is_the_harness_write_not_the_model(run_bench, monkeypatch, faulty,
+                                                                                 tmp_path):
+    import errno
+
+    import harness.training as training
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(training, "write_atomic", full)
+    code, out, err = run_bench("run", "--plugin", str(faulty), "--quiet", *TINY, *TRAINED)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "bench: error: cannot write checkpoint " in err and "checkpoint-best.pt: the disk is full; fix it and " \
+        "rerun the same command with --resume" in err and "faulty" not in err.split("runs/")[0]
 
 
 def test_traceback_shows_the_whole_trace(run_bench, monkeypatch, faulty):
