@@ -30,37 +30,66 @@ def _common() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                         help="load an unpackaged plugin (dotted module path or .py file); repeatable")
+    parent.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                        help="do not load this plugin (its plugin or distribution name, as `bench plugins` shows it); "
+                             "repeatable; also $CRS_BENCH_DISABLE_PLUGINS=a,b")
+    parent.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="NAME|no:NAME",
+                        help="pytest-style: '-p no:NAME' disables a plugin, '-p MODULE' loads one")
+    parent.add_argument("--traceback", action="store_true",
+                        help="on an error, print the full Python traceback before the one-line message")
     parent.add_argument("--results-dir", type=Path, default=Path("results"), help="where records live (default: results)")
     parent.add_argument("--data-dir", default=None, help="dataset directory (default: $CRS_BENCH_DATA)")
     parent.add_argument("--cache-dir", type=Path, default=Path(".cache"), help="processed-data and embedding cache")
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+RUN_EPILOG = ("Components and their parameters: `bench plugins` lists every registered component, "
+              "`bench plugins NAME` shows one with its parameters, types and defaults; set them with "
+              "--set model.params.KEY=VALUE.")
+
+
+def build_parser(components: dict[str, list[str]] | None = None) -> argparse.ArgumentParser:
+    """The parser; `components` (kind -> names, only computed for ``bench run --help``) adds the choices."""
+    from .config import DEFAULTS
+
     common = _common()
     parser = argparse.ArgumentParser(
         prog="bench", description="Train and evaluate conversational recommenders; rebuild the leaderboard.")
     parser.add_argument("--version", action="version", version=f"crs-bench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", parents=[common], help="train, select on valid, test once, write a record")
+    def choices(kind: str) -> str:
+        names = (components or {}).get(kind)
+        return f"; one of: {', '.join(names)}" if names else ""
+
+    train = DEFAULTS["train"]
+    epilog = RUN_EPILOG
+    if components is not None and components.get("_broken"):
+        epilog += " Skipped (broken) plugins: " + ", ".join(components["_broken"]) + "."
+    run = commands.add_parser("run", parents=[common], help="train, select on valid, test once, write a record",
+                              epilog=epilog)
     run.add_argument("recipe", nargs="?", type=Path, help="YAML recipe (benchmarks/*.yaml)")
-    run.add_argument("--model")
-    run.add_argument("--loss")
-    run.add_argument("--augmenter")
-    run.add_argument("--generator", help="attach a response generator (the conversation task)")
-    run.add_argument("--dataset")
-    run.add_argument("--seed", type=int)
+    run.add_argument("--model", help=f"recommender (default: {DEFAULTS['model']['name']}){choices('models')}")
+    run.add_argument("--loss", help=f"training loss (default: {DEFAULTS['loss']['name']}){choices('losses')}")
+    run.add_argument("--augmenter", help=f"training-data augmenter (default: {DEFAULTS['augmenter']['name']})"
+                                         f"{choices('augmenters')}")
+    run.add_argument("--generator", help=f"attach a response generator (the conversation task; default: none)"
+                                         f"{choices('generators')}")
+    run.add_argument("--dataset", help=f"dataset (default: {DEFAULTS['dataset']['name']}){choices('datasets')}")
+    run.add_argument("--seed", type=int, help=f"random seed (default: {DEFAULTS['seed']})")
     run.add_argument("--device", help="auto, cpu or cuda[:i] (default: auto)")
-    run.add_argument("--epochs", type=int)
-    run.add_argument("--limit", type=int, help="use at most N samples per split (smoke runs)")
+    run.add_argument("--epochs", type=int, help=f"training epochs (default: {train['epochs']}; early stopping with "
+                                                f"patience {train['patience']} on {train['select_metric']})")
+    run.add_argument("--limit", type=int, help="use at most N samples per split (smoke runs; default: all)")
     run.add_argument("--conv-limit", type=int, metavar="N",
                      help="conversation task: generate for N test samples (the same subset for every system)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override any setting, e.g. --set train.lr=3e-4 --set model.params.dim=128")
+                     help="override any setting, e.g. --set train.lr=3e-4 --set model.params.dim=128 (defaults: "
+                          + ", ".join(f"train.{k}={v}" for k, v in train.items()) + "; metrics=all registered)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
-    run.add_argument("--dry-run", action="store_true", help="print the resolved configs and exit")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the resolved configs (and each component's parameters with defaults) and exit")
 
     board = commands.add_parser("leaderboard", parents=[common], help="rebuild results/LEADERBOARD.{md,csv,json}")
     board.add_argument("--check", action="store_true", help="exit 1 if the committed leaderboard is stale")
@@ -73,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fill schema-2 configs with the installed plugins' defaults (only when they are the "
                               "defaults the runs used: the run ids change)")
 
-    listing = commands.add_parser("plugins", parents=[common], help="list registered components and their origins")
-    listing.add_argument("--json", action="store_true")
+    listing = commands.add_parser("plugins", parents=[common], help="list registered components and their origins; "
+                                  "NAME: one component's description, parameters, requirements and capabilities")
+    listing.add_argument("name", nargs="?", help="a component name (models, losses, metrics, ...)")
+    listing.add_argument("--kind", help="only this kind (models, losses, augmenters, metrics, datasets, ...)")
+    listing.add_argument("--json", action="store_true", help="machine-readable, parameters included")
 
     compare = commands.add_parser("compare", parents=[common], help="paired bootstrap between two finished runs")
     compare.add_argument("run_a", help="run directory (results/runs/...), or a quoted glob matching several "
@@ -101,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    components = _run_help_components() if argv[:1] == ["run"] and ("-h" in argv or "--help" in argv) else None
+    parser = build_parser(components)
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
                 "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate}
@@ -112,14 +146,47 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except _user_errors() as error:
+        if getattr(args, "traceback", False):
+            import traceback
+
+            traceback.print_exception(error)
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
 
 
+def _run_help_components() -> dict[str, list[str]] | None:
+    """Registered names per kind for ``bench run --help`` (broken plugins are skipped, never fatal here)."""
+    from .plugin_manager import PluginError, load_plugins
+
+    try:
+        plugins = load_plugins(tolerate=True)
+    except PluginError:
+        return None
+    names: dict[str, list[str]] = {kind: plugins.registries.of(kind).names() for kind in plugins.registries.kinds()}
+    names["_broken"] = sorted(plugins.broken)
+    return names
+
+
+def _plugin_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(--plugin values, disabled names) from --plugin, --disable-plugin and pytest-style -p."""
+    options = getattr(args, "plugin_options", [])
+    extra = [*args.plugin, *[value for value in options if not value.startswith("no:")]]
+    disable = [*getattr(args, "disable_plugin", []), *[value[3:] for value in options if value.startswith("no:")]]
+    return extra, disable
+
+
 def _plugins(args: argparse.Namespace):
+    """Every command's plugins: installed plugins that fail to load are skipped with one warning line each
+    (`run` then refuses only a config that needs one of their components); ``--plugin`` failures stop."""
     from .plugin_manager import load_plugins
 
-    return load_plugins(extra=args.plugin)
+    extra, disable = _plugin_options(args)
+    plugins = load_plugins(extra=extra, disable=disable, tolerate=True)
+    for line in plugins.notices:
+        print(f"bench: note: {line}", file=sys.stderr)
+    for line in plugins.warnings():
+        print(f"bench: warning: {line}", file=sys.stderr)
+    return plugins
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -135,11 +202,12 @@ def cmd_run(args: argparse.Namespace) -> int:
              "conv_limit": args.conv_limit}
     declared = {name for c in plugins.registries.metrics for name in (c.spec.params if c.spec else {})}
     configs = config_module.resolve(recipe, flags, args.overrides, metric_param_names=declared)
-    for index, config in enumerate(configs):  # the whole recipe is checked before its first run starts
-        components, _ = preflight(plugins, config, args.cache_dir)
-        configs[index] = config_module.with_defaults(config, {k: c.resolve() for k, c in components.items()})
+    checked = [preflight(plugins, config, args.cache_dir) for config in configs]  # the whole recipe first
+    configs = [config_module.with_defaults(config, {kind: c.resolve() for kind, c in components.items()})
+               for config, (components, _) in zip(configs, checked)]  # what each run stores and hashes
     if args.dry_run:
         print(json.dumps(configs, indent=1))
+        _print_resolved(configs, checked)
         return 0
     data_dir = data_dir_from(args.data_dir)
     for config in configs:
@@ -147,6 +215,24 @@ def cmd_run(args: argparse.Namespace) -> int:
                          cache_dir=args.cache_dir, resume=args.resume, quiet=args.quiet)
         _print_summary(record, plugins.registries)
     return 0
+
+
+def _print_resolved(configs: list[dict[str, Any]], checked: list[tuple[dict[str, Any], Any]]) -> None:
+    """Each config's components with the parameters they will be built with, defaults included, as the run
+    stores and hashes them, plus the metric families' parameters. On stderr, so stdout stays JSON."""
+    from .introspection import resolved
+
+    print("resolved parameters (factory defaults filled in, as the runs store and hash them):", file=sys.stderr)
+    for position, (config, (components, families)) in enumerate(zip(configs, checked), start=1):
+        print(f"  config {position} (seed {config['seed']}):", file=sys.stderr)
+        for kind, component in components.items():
+            values = resolved(component, config[kind]["params"])
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "-"
+            print(f"    {kind:<9} {component.name}: {shown}", file=sys.stderr)
+        for task in ("rec", "conv"):
+            for name, family in families[task].items():
+                shown = ", ".join(f"{k}={v!r}" for k, v in family.params.items()) or "-"
+                print(f"    metric    {name}: {shown}", file=sys.stderr)
 
 
 def _print_summary(record: dict[str, Any], registries: Any) -> None:
@@ -201,14 +287,31 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from .introspection import describe
     from .registry import KINDS
 
     plugins = _plugins(args)
-    components = [component.as_dict() for component in plugins.registries.all()]
+    registries = plugins.registries
+    if args.kind is not None and args.kind not in KINDS:
+        from .registry import RegistryError
+
+        raise RegistryError(f"unknown component kind '{args.kind}': one of {', '.join(KINDS)}")
+    kinds = [args.kind] if args.kind else list(KINDS)
+    if args.name is not None:
+        found = [registries.of(kind).get(args.name) for kind in kinds if args.name in registries.of(kind)]
+        if not found:
+            _unknown_component(plugins, kinds, args.name)
+        described = [describe(component) for component in found]
+        if args.json:
+            print(json.dumps(described[0] if len(described) == 1 else described, indent=1))
+        else:
+            print("\n\n".join(_render_component(info) for info in described))
+        return 0
+    components = [describe(c) if args.json else c.as_dict() for kind in kinds for c in registries.of(kind)]
     if args.json:
         print(json.dumps(components, indent=1))
         return 0
-    for kind in KINDS:
+    for kind in kinds:
         print(f"{kind}:")
         for component in (c for c in components if c["kind"] == kind):
             origin = component["origin"] or {}
@@ -216,7 +319,59 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             source += f" {origin.get('distribution')} {origin.get('version')}]" if origin.get("distribution") else "]"
             requires = f" (requires {', '.join(component['requires'])})" if component["requires"] else ""
             print(f"  {component['name']:<20} {component['description']}{requires}  <- {source}")
+    for broken in plugins.broken.values():
+        print(f"skipped: {broken.message()}")
+    if plugins.disabled:
+        print(f"disabled: {', '.join(plugins.disabled)}")
     return 0
+
+
+def _unknown_component(plugins: Any, kinds: list[str], name: str) -> None:
+    import difflib
+
+    from .registry import RegistryError
+
+    names = sorted({c.name for kind in kinds for c in plugins.registries.of(kind)})
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else "`bench plugins` lists them"
+    why = next((plugins.broken_source(kind, name)[1] for kind in kinds if plugins.broken_source(kind, name)), None)
+    raise RegistryError(f"no component named '{name}': {hint}" + (f"; {why}" if why else ""))
+
+
+def _render_component(info: dict[str, Any]) -> str:
+    origin = info["origin"] or {}
+    where = f"{origin.get('source')}:{origin.get('plugin')}"
+    if origin.get("distribution"):
+        where += f" ({origin['distribution']} {origin['version']})"
+    from .api.kinds import kind_of
+
+    singular = kind_of(info["kind"]).singular
+    lines = [f"{singular} '{info['name']}' (version {info['version']})",
+             f"  {info['description']}",
+             f"  origin:     {where}",
+             f"  factory:    {info['factory']}  [{info['signature']}; implements {info['interface']}]",
+             "  parameters:" + ("" if info["params"] else " none")]
+    for param in info["params"]:
+        if param["name"].startswith("**"):
+            lines.append("    **kwargs   (any further keyword is passed on unchecked)")
+            continue
+        kind = param["type"] or "any"
+        default = "required" if param["required"] else f"default {param['default']!r}"
+        help_text = f"  {param['help']}" if param.get("help") else ""
+        lines.append(f"    {param['name']}: {kind} ({default}){help_text}")
+    lines.append(f"  requires:   {', '.join(info['requires']) or '-'}")
+    lines.append(f"  provides:   {', '.join(info['provides']) or '-'}")
+    if "metric" in info:
+        metric = info["metric"]
+        lines.append(f"  task:       {metric['task']}")
+        lines.append("  keys:       " + ", ".join(f"{k} ({d})" for k, d in metric["keys"].items()))
+        lines.append(f"  columns:    {', '.join(metric['columns']) or '-'}")
+    kind = info["kind"]
+    if kind in ("models", "losses", "augmenters", "datasets", "generators"):
+        lines.append(f"  set with:   --{singular} {info['name']} --set {singular}.params.KEY=VALUE")
+    elif kind == "metrics":
+        lines.append(f"  set with:   --set 'metrics=[..., {info['name']}]' --set metric_params.KEY=VALUE")
+    return "\n".join(lines)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

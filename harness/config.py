@@ -600,6 +600,9 @@ def validate_params(kind: str, name: str, factory: Any, params: dict[str, Any], 
         if key in defaults and _same_json(defaults[key], value):
             continue  # the factory's own default (a resolved config repeats it) is always accepted
         expected = hints.get(key, inspect.Parameter.empty)
+        default = named[key].default if key in named else inspect.Parameter.empty
+        if expected is inspect.Parameter.empty and type(default) in (bool, int, float, str):
+            expected = type(default)  # no annotation: the default's type is the contract
         if expected is not inspect.Parameter.empty and not _matches(value, expected):
             raise ConfigError(f"{kind} '{name}' parameter '{key}' expects {_describe(expected)}, "
                               f"got {value!r}{_yaml_hint(value, expected)}")

@@ -116,7 +116,8 @@ def recommend(run: "RunState", plugins: "Plugins", split: Split, samples: Sequen
     if run.model is None or not samples:
         return None
     contexts = Split(split.name, split.dialogues, rec_samples=context_samples(split, samples))
-    lists = call_stage(plugins.hook.crs_bench_predict, run, "predict", split=contexts, settings=("standard",))
+    lists = call_stage(plugins, "crs_bench_predict", run, "predict", label="conversation (recommend)", resumable=True,
+                       split=contexts, settings=("standard",))
     standard = lists["standard"]
     return standard.top[standard.sample_context][:, :RECOMMENDATIONS_K]
 
@@ -142,14 +143,17 @@ def outputs_from_rows(rows: Sequence[dict[str, Any]], split: Split, catalogue: "
     )
 
 
-def score(outputs: ConvOutputs, families: dict[str, Any]) -> dict[str, Any]:
+def score(outputs: ConvOutputs, families: dict[str, Any], *, resumable: bool = False) -> dict[str, Any]:
     """Every conversation family's values ({family: values}); families that need more than the text pairs
-    implement `OutputsMetricFamily`."""
+    implement `OutputsMetricFamily`. A family that raises is a `PluginFailure` naming it."""
+    from .metric_families import computing
+
     values = {}
     for name, family in families.items():
         instance = family.instance
-        values[name] = instance.compute_outputs(outputs) if isinstance(instance, OutputsMetricFamily) else \
-            instance.compute_text(outputs.predictions, outputs.references)
+        with computing(family, "metric compute (conversation)", resumable=resumable):
+            values[name] = instance.compute_outputs(outputs) if isinstance(instance, OutputsMetricFamily) else \
+                instance.compute_text(outputs.predictions, outputs.references)
     return values
 
 
@@ -161,20 +165,24 @@ def stage(run: "RunState", plugins: "Plugins", dataset: "Dataset", families: dic
 
     from . import metric_families
     from .api.interfaces import Describable, ResponseGenerator
+    from .boundary import guard, notify
+    from .runner import suspects
 
     speaker = run.generator if run.generator is not None else \
         (run.model if isinstance(run.model, ResponseGenerator) else None)
     if speaker is None or not families:
         return None
-    hook = plugins.hook
-    hook.crs_bench_stage_start(run=run, stage="conv")
+    notify(plugins, "crs_bench_stage_start", "stage hook", resumable=True, run=run, stage="conv")
+    who = suspects(run, "generator") if run.generator is not None else suspects(run, "model")
     t0 = time.perf_counter()
     test = dataset.splits["test"]
     limit = run.config.get("conv_limit")
     samples = choose_subset(test.conv_samples, limit)
-    fit_summary = speaker.fit(run.train_split, dataset.splits["valid"])
+    with guard("conversation (fit)", *who, resumable=True):
+        fit_summary = speaker.fit(run.train_split, dataset.splits["valid"])
     recommendations = recommend(run, plugins, test, samples)
-    responses = speaker.generate(*contexts_only(test, samples), recommendations)
+    with guard("conversation (generate)", *who, resumable=True):
+        responses = speaker.generate(*contexts_only(test, samples), recommendations)
     if len(responses) != len(samples) or not all(isinstance(r, str) for r in responses):
         raise RunError(f"response generator returned {len(responses)} responses for {len(samples)} test "
                        "conversation samples (one string each expected)")
@@ -190,7 +198,8 @@ def stage(run: "RunState", plugins: "Plugins", dataset: "Dataset", families: dic
                      "recommended": None if item is None else ids[item],
                      "gold": [ids[i] for i in dict.fromkeys(turn.items)]})
     outputs = outputs_from_rows(rows, test, dataset.catalogue)
-    metrics = metric_families.merge_values(score(outputs, families), families)
+    metrics = metric_families.merge_values(score(outputs, families, resumable=True), families,
+                                           where="metric compute (conversation)", resumable=True)
     run.timings["conv_seconds"] = time.perf_counter() - t0
     summary = {"speaker": "generator" if run.generator is not None else "model", "samples": len(samples),
                "test_samples": len(test.conv_samples), "limit": limit,
@@ -199,7 +208,8 @@ def stage(run: "RunState", plugins: "Plugins", dataset: "Dataset", families: dic
                "cleaning": f"catalogue item names -> {MASK} (names under {MIN_NAME_CHARS} characters only when "
                            "recommended)", "fit": fit_summary}
     if isinstance(speaker, Describable):
-        summary["speaker_details"] = speaker.describe()
-    hook.crs_bench_stage_finish(run=run, stage="conv", summary=summary)
+        with guard("conversation (describe)", *who, resumable=True):
+            summary["speaker_details"] = speaker.describe()
+    notify(plugins, "crs_bench_stage_finish", "stage hook", resumable=True, run=run, stage="conv", summary=summary)
     return {"metrics": metrics, "setting": conv_setting(limit if limit is not None and limit < len(test.conv_samples)
                                                          else None), "rows": rows, "summary": summary}

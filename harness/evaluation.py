@@ -94,13 +94,21 @@ def metric_context(dataset: Dataset, stats: ItemStatistics) -> MetricContext:
     )
 
 
-def compute_metrics(lists: dict[str, RankedLists], families: dict[str, Any], ctx: MetricContext) -> dict[str, dict]:
-    """{setting: {key: value}} from the built ranking families (`metric_families.Family`)."""
-    from .metric_families import merge_values
+def compute_metrics(lists: dict[str, RankedLists], families: dict[str, Any], ctx: MetricContext, *,
+                    split: str = "test", resumable: bool = False) -> dict[str, dict]:
+    """{setting: {key: value}} from the built ranking families (`metric_families.Family`); a family that
+    raises or produces a non-finite value is a `PluginFailure` naming it, the stage and the setting."""
+    from .metric_families import computing, merge_values
 
-    return {setting: merge_values({name: family.instance.compute(ranked, ctx) for name, family in families.items()},
-                                  families)
-            for setting, ranked in lists.items()}
+    result = {}
+    for setting, ranked in lists.items():
+        values = {}
+        for name, family in families.items():
+            with computing(family, f"metric compute ({split}, {setting})", resumable=resumable):
+                values[name] = family.instance.compute(ranked, ctx)
+        result[setting] = merge_values(values, families, where=f"metric compute ({split}, {setting})",
+                                       resumable=resumable)
+    return result
 
 
 def sample_rows(lists: dict[str, RankedLists], item_ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -3,10 +3,12 @@ against their interface, and their values merged with a check that every key is 
 the family that produced it. Nothing here knows a metric by name."""
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .api import interfaces
 from .api.conformance import check
@@ -74,8 +76,11 @@ def build(registries: Registries, config: dict[str, Any], cache_dir: Path | None
             params = spec.resolve_params({k: v for k, v in values.items() if k in spec.params})
         except ValueError as error:
             raise ConfigError(f"metric_params: {error} (family '{component.name}')") from None
-        instance = component.build(registries=registries, cache_dir=cache_dir, **params) \
-            if LLM_BACKENDS in component.requires else component.build(**params)
+        from .boundary import Suspect, guard
+
+        with guard("build", Suspect.of(component)):
+            instance = component.build(registries=registries, cache_dir=cache_dir, **params) \
+                if LLM_BACKENDS in component.requires else component.build(**params)
         interface = INTERFACE[spec.task]
         if spec.task == "conv" and isinstance(instance, interfaces.OutputsMetricFamily):
             interface = interfaces.OutputsMetricFamily  # scored from the outputs; compute_text is not needed
@@ -112,20 +117,80 @@ def check_select_metric(select: str, families: dict[str, Family]) -> None:
     raise ConfigError(f"train.select_metric: '{select}' is produced by no selected metric family: {hint}")
 
 
-def merge_values(values: dict[str, dict[str, Any]], families: dict[str, Family]) -> dict[str, Any]:
-    """One flat mapping from each family's output; an undeclared or doubly produced key is an error."""
+def merge_values(values: dict[str, dict[str, Any]], families: dict[str, Family], *, where: str = "metric compute",
+                 resumable: bool = False) -> dict[str, Any]:
+    """One flat mapping from each family's output; an undeclared or doubly produced key is an error, and so
+    is a non-finite value (NaN or infinity: a family reports "undefined" as None), naming the family."""
+    from .boundary import PluginFailure
+
     merged: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, produced in values.items():
         family = families[name]
+        if not isinstance(produced, dict):
+            raise PluginFailure(family.component.describe(), where, f"returned {type(produced).__name__}, not a "
+                                "dict of metric values", resumable=resumable)
         for key, value in produced.items():
             if not family.spec.produces(key):
                 raise RunError(f"{family.component.describe()} produced key '{key}', which its MetricSpec "
                                f"does not declare")
             if key in merged:
                 raise RunError(f"metric key '{key}' is produced by both '{source[key]}' and '{name}'")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PluginFailure(family.component.describe(), where, f"produced {value} for '{key}' (a family "
+                                    "returns None for an undefined value)" + skip_hint(family.component),
+                                    resumable=resumable)
             merged[key], source[key] = value, name
     return merged
+
+
+def skip_hint(component: Component) -> str:
+    """How to run without an installed family that fails: every registered family runs by default."""
+    origin = component.origin
+    if origin is None or origin.source != "entrypoint":
+        return ""
+    return (f" (every registered family runs by default: leave it out with --set 'metrics=[...]' or "
+            f"--disable-plugin {origin.plugin})")
+
+
+@contextlib.contextmanager
+def computing(family: Family, where: str, resumable: bool = False) -> Iterator[None]:
+    """The error boundary around one family's computation, with the hint to leave an installed one out."""
+    from .boundary import PluginFailure, Suspect, guard
+
+    try:
+        with guard(where, Suspect.of(family.component, family.instance), resumable=resumable):
+            yield
+    except PluginFailure as failure:
+        failure.problem += skip_hint(family.component)
+        raise
+
+
+def rehearse(families: dict[str, Family], split: Any, ctx: Any) -> None:
+    """Compute every ranking family once, before training, on placeholder lists of `split` (every context
+    ranks the catalogue in index order; the novel lists skip the context's items), so that a family that
+    cannot compute fails in one line before any time is spent. Values are not checked: placeholder lists
+    may be degenerate."""
+    import numpy as np
+
+    from .evaluation import lists_from_tops
+    from .ranking import LIST_LENGTH, context_representatives
+
+    samples = split.rec_samples
+    if not families or not samples:
+        return
+    contexts, _ = context_representatives(samples)
+    standard = np.tile(np.arange(LIST_LENGTH, dtype=np.int64), (len(contexts), 1))
+    rows = []
+    for context in contexts:
+        seen = set(context.context_items)
+        rows.append([i for i in range(min(ctx.num_items, LIST_LENGTH + len(seen))) if i not in seen][:LIST_LENGTH])
+    novel = np.array(rows, dtype=np.int64).reshape(len(contexts), LIST_LENGTH)
+    lists = lists_from_tops(samples, {"standard": standard, "novel": novel})
+    for setting, ranked in lists.items():
+        for family in families.values():
+            with computing(family, f"metric compute (pre-training check, {setting})"):
+                family.instance.compute(ranked, ctx)
 
 
 def identities(families: dict[str, Family]) -> dict[str, dict[str, Any]]:

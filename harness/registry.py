@@ -32,6 +32,12 @@ class Origin:
         dist = f" ({self.distribution} {self.version})" if self.distribution else ""
         return f"{self.source}:{self.plugin}{dist}"
 
+    def label(self) -> str:
+        """How error lines name the plugin itself: ``plugin 'x' (entry point of dist 1.0)``."""
+        how = {"builtin": "built-in", "entrypoint": "entry point", "path": "--plugin"}.get(self.source, self.source)
+        dist = f" of {self.distribution} {self.version}" if self.distribution and self.source != "builtin" else ""
+        return f"plugin '{self.plugin}' ({how}{dist})"
+
     def as_dict(self) -> dict[str, Any]:
         return {"plugin": self.plugin, "source": self.source, "distribution": self.distribution, "version": self.version}
 
@@ -199,6 +205,13 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def remove_from(self, plugin: str) -> list[str]:
+        """Drop every component `plugin` registered (a plugin skipped as broken); their names."""
+        names = [name for name, c in self._entries.items() if c.origin is not None and c.origin.plugin == plugin]
+        for name in names:
+            del self._entries[name]
+        return names
+
     def in_order(self) -> list[Component]:
         """Components in registration order (built-in plugins first, in `BUILTIN_PLUGINS` order)."""
         return list(self._entries.values())
@@ -220,6 +233,9 @@ class Registries:
         if kind not in self._registries:
             raise ValueError(f"unknown registry kind {kind!r}")
         return self._registries[kind]
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._registries)
 
     def all(self) -> Iterator[Component]:
         for kind in KINDS:

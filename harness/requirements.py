@@ -40,3 +40,15 @@ def check_compatible(loss_component: Any, model_component: Any, stats_available:
             if not provides.intersection(accepted):
                 raise RequirementError(f"loss '{loss_name}' needs a model with {what} ('{requirement}'); "
                                  f"model '{model_name}' does not provide it")
+
+
+def check_loss_effect(loss_component: Any, model_component: Any, *, trained: bool, trainable: bool,
+                      adjusts_scores: bool, default_loss: str) -> None:
+    """A loss other than the default changes nothing when no training happened and it does not adjust test
+    scores: the row would be the default loss's under another name. Raise RequirementError (one line)."""
+    if trained or adjusts_scores or loss_component.name == default_loss:
+        return
+    why = "it is not trainable" if not trainable else "the run trains for 0 epochs"
+    raise RequirementError(f"loss '{loss_component.name}' has no effect on model '{model_component.name}': {why} and "
+                           f"the loss does not adjust scores, so the result would be the '{default_loss}' row under "
+                           f"another name; use --loss {default_loss}")

@@ -54,6 +54,20 @@ class RunLock:
         self.handle = None
 
 
+def settle_failure(run_dir: Path, keep: bool) -> str:
+    """After a run failed in plugin code: keep the last epoch checkpoint for ``--resume`` when `keep` (a
+    resumable failure) and there is one; otherwise remove the run's checkpoints, so that nothing of it is
+    left (`RunLock.release` then removes the directory it leaves holding only the lock). What happened, in
+    words, for the error line."""
+    from .training import BEST_CHECKPOINT, CHECKPOINT, remove_checkpoints
+
+    if keep and (run_dir / CHECKPOINT).is_file():
+        return f"the last epoch checkpoint in {run_dir} is kept: fix it and rerun the same command with --resume"
+    had = [name for name in (CHECKPOINT, BEST_CHECKPOINT) if (run_dir / name).is_file()]
+    remove_checkpoints(run_dir)
+    return "its checkpoints were removed (the failure is not resumable)" if had else "nothing was kept"
+
+
 def prepare(run_dir: Path) -> None:
     """Create the directory and prove it writable before any training, so a permission or disk problem is
     found in a second, not after hours."""
@@ -95,12 +109,22 @@ def is_complete(run_dir: Path) -> bool:
     return True
 
 
+def _cause(error: OSError) -> str:
+    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
+
+
 def write_failure(error: OSError, path: Path, trained: bool) -> str:
     """One line naming the path, the cause and what to do next."""
     where = getattr(error, "filename", None) or path
-    cause = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-             errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-             errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
     then = ("the trained checkpoint is kept: fix it and rerun the same command with --resume to write the "
             "results without training again") if trained else "fix it and rerun; nothing was trained"
-    return f"cannot write {where}: {cause}; {then}"
+    return f"cannot write {where}: {_cause(error)}; {then}"
+
+
+def checkpoint_failure(error: OSError, path: Path) -> str:
+    """A checkpoint that cannot be written during training: the harness's write, not the plugin's code."""
+    where = getattr(error, "filename", None) or path
+    return (f"cannot write checkpoint {where}: {_cause(error)}; fix it and rerun the same command with --resume "
+            "to continue from the last checkpoint written")

@@ -18,14 +18,15 @@ from . import config as config_module
 from . import conversation as conversation_module
 from . import metric_families
 from .api.conformance import check, check_recommender, plan_loss
+from .boundary import PluginFailure, Suspect, guard, notify, notify_error, one_line
 from .api.context import RunContext, RunState
 from .api.interfaces import Augmenter, ResponseGenerator
 from .data import SETTINGS, Dataset, Split
 from .errors import RunError
-from .plugin_manager import Plugins
+from .plugin_manager import CORE_PLUGIN, Plugins
 from .popularity import TierThresholds, compute_statistics
-from .registry import Component
-from .requirements import check_compatible
+from .registry import Component, RegistryError
+from .requirements import check_compatible, check_loss_effect
 from . import run_directory
 from .results import RECORD_FILE, SCHEMA_VERSION, read_record, run_id_for, write_run
 
@@ -49,17 +50,29 @@ def progress_factory(quiet: bool) -> Callable[..., Any]:
     return lambda **kwargs: tqdm(disable=disable, leave=False, file=sys.stderr, **kwargs)
 
 
+def lookup(plugins: Plugins, kind: str, name: str) -> Component:
+    """A registered component; an unknown name says when a broken or disabled plugin may explain it."""
+    registry = plugins.registries.of(kind)
+    try:
+        return registry.get(name)
+    except RegistryError as error:
+        source = plugins.broken_source(kind, name)
+        if source is None:
+            raise
+        certain, why = source
+        raise RunError(f"{registry.singular} '{name}' is not available: {why}" if certain else f"{error}; {why}") from None
+
+
 def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Component]:
     """Look every configured component up (unknown names: one line with suggestions) and check params."""
-    registries = plugins.registries
     chosen = {
-        "dataset": registries.datasets.get(config["dataset"]["name"]),
-        "model": registries.models.get(config["model"]["name"]),
-        "loss": registries.losses.get(config["loss"]["name"]),
-        "augmenter": registries.augmenters.get(config["augmenter"]["name"]),
+        "dataset": lookup(plugins, "datasets", config["dataset"]["name"]),
+        "model": lookup(plugins, "models", config["model"]["name"]),
+        "loss": lookup(plugins, "losses", config["loss"]["name"]),
+        "augmenter": lookup(plugins, "augmenters", config["augmenter"]["name"]),
     }
     if config.get("generator") is not None:
-        chosen["generator"] = registries.generators.get(config["generator"]["name"])
+        chosen["generator"] = lookup(plugins, "generators", config["generator"]["name"])
     for kind, component in chosen.items():
         config_module.validate_params(kind, component.name, component.resolve(), config[kind]["params"], skip=1)
     check_compatible(chosen["loss"], chosen["model"], stats_available=True)
@@ -82,35 +95,54 @@ def preflight(plugins: Plugins, config: dict[str, Any],
     metric families, their parameters and the selection metric. `bench run` calls it for every config of a
     recipe before the first run starts."""
     components = components_for(plugins, config)
+    for name in config["metrics"] or ():
+        lookup(plugins, "metrics", name)
     families = metric_families.build(plugins.registries, config, cache_dir)
     metric_families.check_select_metric(config["train"]["select_metric"], families["rec"])
     return components, families
 
 
-def call_stage(hook: Any, run: RunState, stage: str, **kwargs: Any) -> Any:
+def suspects(run: RunState, *kinds: str) -> list[Suspect]:
+    """The run's components of `kinds` (with their built objects) as boundary suspects, in that order."""
+    built = {"model": run.model, "loss": run.loss, "augmenter": run.augmenter, "generator": run.generator}
+    return [Suspect.of(run.components[kind], built.get(kind)) for kind in kinds if kind in run.components]
+
+
+def call_stage(plugins: Plugins, hook_name: str, run: RunState, stage: str, *, label: str | None = None,
+               resumable: bool = False, **kwargs: Any) -> Any:
     """Call a ``firstresult`` stage hook implementation by implementation (last registered first, the
-    ``trylast`` built-in at the end), recording which plugin produced the result."""
-    hook_name = hook.name
+    ``trylast`` built-in at the end), recording which plugin produced the result. A plugin's implementation
+    that raises is a `PluginFailure` naming the plugin; inside the built-in one, the run's model and loss
+    are the suspects."""
+    hook = getattr(plugins.hook, hook_name)
+    label = label or stage
     for impl in reversed(hook.get_hookimpls()):
-        try:
-            given = {"run": run, **kwargs}
-            result = impl.function(**{name: given[name] for name in impl.argnames})  # a subset, as pluggy allows
-        except (KeyboardInterrupt, RunError, config_module.ConfigError):
-            raise
-        except Exception as error:
-            if impl.plugin_name == "harness.stages":
+        given = {"run": run, **kwargs}
+        arguments = {name: given[name] for name in impl.argnames}  # a subset, as pluggy allows
+        if impl.plugin_name == CORE_PLUGIN:
+            with guard(label, *suspects(run, "model", "loss"), resumable=resumable):
+                result = impl.function(**arguments)
+        else:
+            try:
+                result = impl.function(**arguments)
+            except (KeyboardInterrupt, RunError, config_module.ConfigError):
                 raise
-            raise RunError(f"plugin '{impl.plugin_name}' raised in {hook_name} (stage '{stage}'): "
-                           f"{type(error).__name__}: {error}") from error
+            except Exception as error:  # noqa: BLE001 - the boundary around a plugin's stage
+                origin = plugins.origins.get(impl.plugin_name)
+                raise PluginFailure(origin.label() if origin else f"plugin '{impl.plugin_name}'",
+                                    f"{label} ({hook_name})", one_line(error), resumable=resumable,
+                                    error=error) from error
         if result is not None:
             run.stages[stage] = impl.plugin_name
             return result
     raise RunError(f"no plugin implemented {hook_name} for this run")
 
 
-def predict(plugins: Plugins, run: RunState, split: Split, settings: tuple[str, ...]) -> dict[str, Any]:
+def predict(plugins: Plugins, run: RunState, split: Split, settings: tuple[str, ...], *, label: str = "predict (test)",
+            resumable: bool = False) -> dict[str, Any]:
     """Ranked lists of `split` through the predict stage, checked to cover exactly its samples."""
-    lists = call_stage(plugins.hook.crs_bench_predict, run, "predict", split=split, settings=settings)
+    lists = call_stage(plugins, "crs_bench_predict", run, "predict", label=label, resumable=resumable,
+                       split=split, settings=settings)
     for setting in settings:
         if setting not in lists:
             raise RunError(f"stage 'predict' ({run.stages.get('predict')}) returned no '{setting}' lists")
@@ -130,8 +162,11 @@ def augment(run: RunState, component: Component, plugins: Plugins, dataset: Data
     ctx = RunContext(dataset, compute_statistics(dataset.num_items, original.dialogues, original.rec_samples,
                                                  thresholds),
                      run.device, run.seed, cache_dir, run.config, plugins.registries)
-    run.augmenter = check(component.build(ctx, **run.config["augmenter"]["params"]), Augmenter, component.describe())
-    added = run.augmenter.augment(list(original.dialogues), random.Random(run.seed))
+    with guard("build", Suspect.of(component)):
+        built = component.build(ctx, **run.config["augmenter"]["params"])
+    run.augmenter = check(built, Augmenter, component.describe())
+    with guard("augment", *suspects(run, "augmenter")):
+        added = run.augmenter.augment(list(original.dialogues), random.Random(run.seed))
     if any(not d.synthetic for d in added):
         raise RunError(f"{component.describe()} returned dialogues not marked synthetic")
     train = original
@@ -147,7 +182,11 @@ def augment(run: RunState, component: Component, plugins: Plugins, dataset: Data
 def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data_dir: Path | None = None,
             cache_dir: Path = Path(".cache"), resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Run one resolved config end to end and return the written record (under ``--resume``, a complete
-    record of the same config is returned without running)."""
+    record of the same config is returned without running).
+
+    A run that fails in plugin code (`PluginFailure`) keeps its last epoch checkpoint when the failure is
+    resumable (an observer, the test-time stages, a record hook) and otherwise leaves nothing behind: its
+    checkpoints, its run directory and the results directories it created are removed."""
     started = time.perf_counter()
     components, families = preflight(plugins, config, cache_dir)
     config = config_module.with_defaults(config, {kind: c.resolve() for kind, c in components.items()})
@@ -158,14 +197,22 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
         record = read_record(run_dir / RECORD_FILE)
         print(f"bench: {run_id}: complete, skipped (--resume)", file=sys.stderr)
         return record
+    created = [path for path in (results_dir, results_dir / "runs") if not path.exists()]
     run_directory.prepare(run_dir)  # writable, before any data is loaded or any epoch trained
     lock = run_directory.RunLock(run_dir).acquire()
     try:
         run_directory.remove_orphans(run_dir)
         return _execute(config, plugins, components, families, digest, run_id, run_dir, data_dir=data_dir,
                         cache_dir=cache_dir, resume=resume, quiet=quiet, started=started)
+    except PluginFailure as failure:
+        if not failure.outcome:
+            failure.outcome = run_directory.settle_failure(run_dir, keep=failure.resumable)
+        raise
     finally:
         lock.release(tidy=True)
+        for path in reversed(created):  # the results directories this run created, when it left them empty
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Component],
@@ -177,60 +224,76 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
     run = RunState(config=config, config_hash=digest, run_id=run_id, run_dir=run_dir,
                    seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
                    components=components, metrics={**families["rec"], **families["conv"]})
-    hook = plugins.hook
     seeds = seed_everything(run.seed)
     try:
         t0 = time.perf_counter()
-        dataset = loading.load(components["dataset"], config["dataset"]["params"], data_dir, cache_dir,
-                               config["limit"])
+        with guard("build", Suspect.of(components["dataset"])):
+            dataset = loading.load(components["dataset"], config["dataset"]["params"], data_dir, cache_dir,
+                                   config["limit"])
         run.timings["load_seconds"] = time.perf_counter() - t0
         run.dataset = dataset
 
-        hook.crs_bench_stage_start(run=run, stage="augment")
+        notify(plugins, "crs_bench_stage_start", "stage hook", run=run, stage="augment")
         t0 = time.perf_counter()
         added = augment(run, components["augmenter"], plugins, dataset, cache_dir, TierThresholds(**config["tiers"]))
         run.timings["augment_seconds"] = time.perf_counter() - t0
-        hook.crs_bench_stage_finish(run=run, stage="augment", summary={
-            "added_dialogues": len(added), "train_samples": len(run.train_samples), **run.augmenter.statistics()})
+        with guard("augment", *suspects(run, "augmenter")):
+            augmentation = dict(run.augmenter.statistics())
+        notify(plugins, "crs_bench_stage_finish", "stage hook", run=run, stage="augment", summary={
+            "added_dialogues": len(added), "train_samples": len(run.train_samples), **augmentation})
 
         # components see the training split after augmentation
         ctx = RunContext(replace(dataset, splits={**dataset.splits, "train": run.train_split}), run.stats,
                          run.device, run.seed, cache_dir, config, plugins.registries)
         run.context = ctx
         model_component, loss_component = components["model"], components["loss"]
-        run.model = check_recommender(model_component.build(ctx, **config["model"]["params"]),
-                                      model_component.describe())
-        run.loss = loss_component.build(ctx, **config["loss"]["params"])
+        with guard("build", Suspect.of(model_component)):
+            model = model_component.build(ctx, **config["model"]["params"])
+        run.model = check_recommender(model, model_component.describe())
+        with guard("build", Suspect.of(loss_component)):
+            run.loss = loss_component.build(ctx, **config["loss"]["params"])
         run.loss_plan = plan_loss(run.loss, loss_component.requires, loss_component.describe())
-        if run.model.trainable:
-            run.model.to(run.device)
-        if run.loss_plan.module is not None:
-            run.loss_plan.module.to(run.device)
+        with guard("build", *suspects(run, "model", "loss")):
+            if run.model.trainable:
+                run.model.to(run.device)
+            if run.loss_plan.module is not None:
+                run.loss_plan.module.to(run.device)
         if "generator" in components:
             generator = components["generator"]
-            run.generator = check(generator.build(ctx, **config["generator"]["params"]), ResponseGenerator,
-                                  generator.describe())
+            with guard("build", Suspect.of(generator)):
+                built = generator.build(ctx, **config["generator"]["params"])
+            run.generator = check(built, ResponseGenerator, generator.describe())
         metric_ctx = evaluation.metric_context(dataset, run.stats)
         valid_split = dataset.splits["valid"]
+        # every family once on placeholder lists of the valid split: a family that cannot compute fails
+        # now, in one line, not after training
+        metric_families.rehearse(families["rec"], valid_split, metric_ctx)
         run._validate = lambda: evaluation.compute_metrics(
-            predict(plugins, run, valid_split, ("standard",)), families["rec"], metric_ctx)["standard"]
-        run._epoch_end = lambda epoch, metrics: hook.crs_bench_epoch_end(run=run, epoch=epoch, metrics=metrics)
+            predict(plugins, run, valid_split, ("standard",), label="predict (valid)"), families["rec"], metric_ctx,
+            split="valid")["standard"]
+        run._epoch_end = lambda epoch, metrics: notify(plugins, "crs_bench_epoch_end", "epoch hook",
+                                                       resumable=True, detail=f"epoch {epoch}", run=run,
+                                                       epoch=epoch, metrics=metrics)
         run._progress = progress_factory(quiet)
-        hook.crs_bench_run_start(run=run)
+        notify(plugins, "crs_bench_run_start", "run start hook", run=run)
 
-        hook.crs_bench_stage_start(run=run, stage="train")
+        notify(plugins, "crs_bench_stage_start", "stage hook", run=run, stage="train")
         t0 = time.perf_counter()
-        training_summary = call_stage(plugins.hook.crs_bench_train, run, "train")
+        training_summary = call_stage(plugins, "crs_bench_train", run, "train", label="train step")
         run.timings["train_seconds"] = time.perf_counter() - t0
-        hook.crs_bench_stage_finish(run=run, stage="train", summary=training_summary)
+        check_loss_effect(loss_component, model_component, trained=bool(training_summary.get("trained")),
+                          trainable=bool(run.model.trainable), adjusts_scores=run.loss_plan.score_adjuster is not None,
+                          default_loss=config_module.DEFAULTS["loss"]["name"])
+        notify(plugins, "crs_bench_stage_finish", "stage hook", resumable=True, run=run, stage="train",
+               summary=training_summary)
 
-        hook.crs_bench_stage_start(run=run, stage="test")
+        notify(plugins, "crs_bench_stage_start", "stage hook", resumable=True, run=run, stage="test")
         t0 = time.perf_counter()
         valid_metrics = run.validate()
-        lists = predict(plugins, run, dataset.splits["test"], SETTINGS)
-        metrics = {"rec": evaluation.compute_metrics(lists, families["rec"], metric_ctx)}
+        lists = predict(plugins, run, dataset.splits["test"], SETTINGS, label="predict (test)", resumable=True)
+        metrics = {"rec": evaluation.compute_metrics(lists, families["rec"], metric_ctx, resumable=True)}
         run.timings["test_seconds"] = time.perf_counter() - t0
-        hook.crs_bench_stage_finish(run=run, stage="test", summary={
+        notify(plugins, "crs_bench_stage_finish", "stage hook", resumable=True, run=run, stage="test", summary={
             "samples": {s: v.n_samples for s, v in lists.items()}})
         rows = evaluation.sample_rows(lists, dataset.catalogue.ids)
         produced = dict(families["rec"])
@@ -242,6 +305,11 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
             produced.update(families["conv"])
 
         run.timings["total_seconds"] = time.perf_counter() - started
+        with guard("record (describe)", *suspects(run, "model", "loss", "augmenter", "generator"), resumable=True):
+            described = {kind: record_module.component_summary(components[kind], config[kind]["params"], built)
+                         for kind, built in (("dataset", None), ("model", run.model), ("loss", run.loss),
+                                             ("augmenter", run.augmenter), ("generator", run.generator))
+                         if kind in components}
         record = {
             "schema_version": SCHEMA_VERSION,
             "run_id": run_id,
@@ -251,16 +319,13 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
             "code": provenance.code_version(),
             "packages": provenance.package_versions(),
             "dataset": record_module.dataset_summary(dataset, run),
-            "components": {kind: record_module.component_summary(components[kind], config[kind]["params"], built)
-                           for kind, built in (("dataset", None), ("model", run.model), ("loss", run.loss),
-                                               ("augmenter", run.augmenter), ("generator", run.generator))
-                           if kind in components},
-            "plugins": [{"name": name, **origin.as_dict()} for name, origin in sorted(plugins.origins.items())],
+            "components": described,
+            "plugins": plugins.provenance(),
             "environment": provenance.environment(run.device),
             "timings": {k: round(v, 3) for k, v in run.timings.items()},
             "stages": dict(run.stages),
             "training": {**training_summary, "valid_metrics": valid_metrics},
-            "augmentation": {"added_dialogues": len(added), **run.augmenter.statistics()},
+            "augmentation": {"added_dialogues": len(added), **augmentation},
             "tasks": sorted(metrics),
             "metrics": metrics,
             "metric_families": metric_families.identities(produced),
@@ -270,10 +335,12 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
             "artifacts": {},
             "extra": {},
         }
+        if plugins.skipped():
+            record["plugins_skipped"] = plugins.skipped()  # what an environment with broken plugins ran without
         if conversation is not None:
             record["conversation"] = conversation["summary"]
         record = provenance.redact(record)  # credentials in URLs (an LLM endpoint) never reach a record
-        hook.crs_bench_record_ready(record=record)
+        notify(plugins, "crs_bench_record_ready", "record hook", resumable=True, record=record)
         try:
             path = write_run(run.run_dir, record, rows)
         except OSError as error:
@@ -281,11 +348,14 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
         from .training import remove_checkpoints
 
         remove_checkpoints(run.run_dir)
-        hook.crs_bench_record_written(record=record, path=path)
-        run.log(f"wrote {path}")
-        hook.crs_bench_run_finish(run=run, record=record)
+        try:
+            notify(plugins, "crs_bench_record_written", "record hook", record=record, path=path)
+            run.log(f"wrote {path}")
+            notify(plugins, "crs_bench_run_finish", "run finish hook", run=run, record=record)
+        except PluginFailure as failure:
+            failure.outcome = f"the record was written to {path}"
+            raise
         return record
     except BaseException as error:
-        hook.crs_bench_run_error(run=run, error=error)
+        notify_error(plugins, run, error)
         raise
-

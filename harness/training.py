@@ -3,11 +3,13 @@ stopping on a validation metric. Test data never enters this module (PROTOCOL.md
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .boundary import PluginFailure, Suspect, guard
 from .errors import RunError
 from .results import write_atomic
 from .seeding import capture_rng_state, restore_rng_state
@@ -38,9 +40,14 @@ class CheckpointError(RunError):
 def _save(path: Path, payload: dict[str, Any]) -> None:
     import torch
 
+    from .run_directory import checkpoint_failure
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_atomic(path, buffer.getvalue())
+    try:
+        write_atomic(path, buffer.getvalue())
+    except OSError as error:  # a full disk is the harness's write failing, not the model's fault
+        raise RunError(checkpoint_failure(error, path)) from None
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -106,39 +113,46 @@ def train(run: Any) -> TrainingState:
     loss_fn = plan.loss
     labels_all = torch.tensor([s.label for s in samples], dtype=torch.long)
 
+    suspects = [Suspect.of(run.components["model"], model), Suspect.of(run.components["loss"], loss_fn)]
+    loss_what, model_name = suspects[1].what, run.components["model"].name
     while state.epoch < settings["epochs"] and state.bad_epochs < settings["patience"]:
         epoch = state.epoch + 1
         started = time.perf_counter()
-        model.train()
-        if plan.module is not None:
-            plan.module.train()  # stateful losses (CSL, AHL) act only in training mode
-        if plan.epoch_hook is not None:
-            plan.epoch_hook.on_epoch_start(epoch - 1)  # 0-based: deferred re-weighting, per-epoch resets
-        generator = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
-        if plan.sampler is not None:
-            weights = plan.sampler.sample_weights(labels_all.to(device)).detach().float().cpu()
-            order = torch.multinomial(weights, len(samples), replacement=True, generator=generator)
-        else:
-            order = torch.randperm(len(samples), generator=generator)
+        with guard(f"train step (epoch {epoch}, start)", *suspects):
+            model.train()
+            if plan.module is not None:
+                plan.module.train()  # stateful losses (CSL, AHL) act only in training mode
+            if plan.epoch_hook is not None:
+                plan.epoch_hook.on_epoch_start(epoch - 1)  # 0-based: deferred re-weighting, per-epoch resets
+            generator = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
+            if plan.sampler is not None:
+                weights = plan.sampler.sample_weights(labels_all.to(device)).detach().float().cpu()
+                order = torch.multinomial(weights, len(samples), replacement=True, generator=generator)
+            else:
+                order = torch.randperm(len(samples), generator=generator)
         total, batches = 0.0, 0
         bar = run.progress(total=len(samples), desc=f"epoch {epoch}", unit="sample")
         for start in range(0, len(samples), settings["batch_size"]):
             chunk = [samples[i] for i in order[start:start + settings["batch_size"]].tolist()]
             if len(chunk) < plan.min_batch:
                 continue  # batch_min_2: e.g. DR-Loss ranks positives against the batch's negatives
-            batch = model.make_batch(run.train_split, chunk)
-            labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
-            with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
-                loss = model.training_loss(batch, labels, loss_fn)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {state.steps}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach())
+            step = f"train step (epoch {epoch}, step {state.steps})"
+            with guard(step, *suspects):
+                batch = model.make_batch(run.train_split, chunk)
+                labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
+                with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
+                    loss = model.training_loss(batch, labels, loss_fn)
+                value = float(loss.detach())  # the step's one host synchronisation
+                if not math.isfinite(value):
+                    raise PluginFailure(loss_what, step, f"non-finite training loss {value} (model '{model_name}'); "
+                                        "lower train.lr or check the loss for log(0) or division by zero")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if settings["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+                optimizer.step()
+                scheduler.step()
+            total += value
             batches += 1
             state.steps += 1
             bar.update(len(chunk))

@@ -108,7 +108,7 @@ def test_crs_bench_run_error(tmp_path):
     config = resolve(flags={"model": "linear-context", "train.epochs": 2}, overrides=SMALL)[0]
     with pytest.raises(RuntimeError, match="observer failed"):
         execute(config, plugins, results_dir=tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
-    assert recorder.calls[-1] == ("run_error", "RuntimeError")
+    assert recorder.calls[-1] == ("run_error", "PluginFailure")
     assert not list((tmp_path / "r").glob("runs/*/record.json"))
 
 

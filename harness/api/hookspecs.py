@@ -144,7 +144,9 @@ def crs_bench_run_finish(run: "RunState", record: dict[str, Any]) -> None:
 
 @hookspec
 def crs_bench_run_error(run: "RunState", error: BaseException) -> None:
-    """A run failed or was interrupted; its last checkpoint is kept for ``--resume``."""
+    """A run failed or was interrupted; ``error`` is the exception (a ``harness.boundary.PluginFailure`` naming
+    component, plugin and stage when plugin code failed). The last checkpoint is kept for ``--resume`` unless
+    the failure is not resumable (plugin code that shapes the weights failed)."""
 
 
 @hookspec
