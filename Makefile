@@ -1,14 +1,16 @@
-# The two commands of the README. Each creates .venv when missing and installs what it needs.
+# The commands of the README. Each creates .venv when missing and installs what it needs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BENCH := $(VENV)/bin/bench
 STAMP := $(VENV)/.crs-bench-installed
 DEMO_RESULTS ?= .demo/results
+DEMO_SITE ?= .demo/site
+SITE_DIR ?= site
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install clean-demo site
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +29,11 @@ install: $(STAMP)
 demo: install
 	$(BENCH) run benchmarks/demo.yaml --results-dir $(DEMO_RESULTS)
 	$(BENCH) run --model lumicrs --loss acfl --results-dir $(DEMO_RESULTS)
-	$(BENCH) leaderboard --results-dir $(DEMO_RESULTS) --print
+	$(BENCH) leaderboard --results-dir $(DEMO_RESULTS) --print --html $(DEMO_SITE)
+
+# The HTML report of the committed results (not committed itself: docs/report.md says why).
+site: install
+	CRS_BENCH_DATA="$${CRS_BENCH_DATA:-../shared/data}" $(BENCH) leaderboard --html $(SITE_DIR)
 
 test: install
 	$(PY) -m pytest

@@ -94,6 +94,10 @@ def build_parser(components: dict[str, list[str]] | None = None) -> argparse.Arg
     board = commands.add_parser("leaderboard", parents=[common], help="rebuild results/LEADERBOARD.{md,csv,json}")
     board.add_argument("--check", action="store_true", help="exit 1 if the committed leaderboard is stale")
     board.add_argument("--print", dest="print_table", action="store_true", help="print the Markdown leaderboard")
+    board.add_argument("--html", type=Path, metavar="DIR",
+                       help="also write the HTML report to DIR: sortable tables, a page per run group, figures "
+                            "(PNG and SVG); item tiers and contexts come from the datasets when --data-dir or "
+                            "$CRS_BENCH_DATA is set")
 
     migrate = commands.add_parser("migrate", parents=[common],
                                   help="rewrite the records of a results directory at the current schema")
@@ -251,6 +255,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .results import write_atomic
 
     plugins = _plugins(args)
+    if args.check and args.html:
+        print("bench: error: --check writes nothing; run --html without it", file=sys.stderr)
+        return 2
     if args.check:
         stale = stale_files(args.results_dir, plugins.registries)
         if stale:
@@ -259,11 +266,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             return 1
         print("leaderboard is up to date")
         return 0
-    files = outputs(args.results_dir, plugins.registries)
+    prepared: dict[str, Any] = {}
+    files = outputs(args.results_dir, plugins.registries, prepared=prepared)
     for path, text in files.items():
         write_atomic(path, text.encode())
     markdown = files[args.results_dir / f"{OUTPUT_STEM}.md"]
     print(markdown if args.print_table else f"wrote {', '.join(str(p) for p in files)}")
+    if args.html:
+        from .loading import data_dir_from
+        from .report import write_site
+
+        index = write_site(args.html, prepared["tables"], prepared["views"], plugins.registries,
+                           data_dir_from(args.data_dir), args.cache_dir)
+        print(f"site: {index} (open it in a browser)")
     return 0
 
 

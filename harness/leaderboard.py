@@ -439,11 +439,14 @@ def render_json(tables: list[Table]) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def outputs(results_dir: Path, registries: Any = None, significance: bool = True) -> dict[Path, str]:
+def outputs(results_dir: Path, registries: Any = None, significance: bool = True,
+            prepared: dict[str, Any] | None = None) -> dict[Path, str]:
     """The three leaderboard files. With `registries` (the installed plugins), columns, directions and
     significance marks follow the families' declarations. Views (`results/views.yaml`) add focused tables to
     the Markdown file; published reference rows (`results/published.yaml`) join the Markdown and JSON
-    tables of their dataset, task and setting, apart from the measured rows."""
+    tables of their dataset, task and setting, apart from the measured rows. `prepared`, when given, receives
+    the `tables` and `views` the files are rendered from (the HTML report, `harness.report`, renders the same
+    objects)."""
     from .leaderboard_views import load_views, select_rows
     from .published import for_table, load_published
 
@@ -460,6 +463,8 @@ def outputs(results_dir: Path, registries: Any = None, significance: bool = True
     select_rows(views, tables)
     if significance and registries is not None:
         mark_ties_with_best(tables + [t for view in views for t in view.tables])
+    if prepared is not None:
+        prepared.update(tables=tables, views=views)
     return {
         results_dir / f"{OUTPUT_STEM}.md": render_markdown(tables, views),
         results_dir / f"{OUTPUT_STEM}.csv": render_csv(tables),
