@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.augmenters",
     "plugins.llm",
     "plugins.lumicrs",
+    "plugins.unicrs",
     "plugins.metrics.recall",
     "plugins.metrics.longtail",
     "plugins.metrics.conversation",
