@@ -177,6 +177,9 @@ def _sample_count(record: dict[str, Any], task: str, setting: str) -> int | None
 def _add_run(table: Table, run_dir: Path | None, record: dict[str, Any], values: dict[str, Any],
              samples: int | None) -> None:
     label = {kind: record["config"][kind]["name"] for kind in LABEL_KINDS}
+    backbone = (((record.get("components") or {}).get("model") or {}).get("details") or {}).get("backbone")
+    if backbone:  # a model with a backbone switch (lumicrs: hybrid or prompt-lm) names it in its row
+        label["model"] = f"{label['model']} ({backbone})"
     generator = record["config"].get("generator")
     if table.task == "conv":
         label["generator"] = generator["name"] if generator else "(model)"

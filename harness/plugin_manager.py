@@ -58,6 +58,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.llm",
     "plugins.lumicrs",
     "plugins.mscrs",
+    "plugins.unicrs",
     "plugins.metrics.recall",
     "plugins.metrics.longtail",
     "plugins.metrics.conversation",

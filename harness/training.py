@@ -37,7 +37,9 @@ class CheckpointError(RunError):
     """A checkpoint that cannot be used: not a safe tensor file, or written for other data or settings."""
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """`torch.save` into memory, then an atomic write: a killed run never leaves half a checkpoint. Public,
+    with `load_checkpoint` and the identity checks, for stage plugins that train their own way."""
     import torch
 
     from .run_directory import checkpoint_failure
@@ -50,7 +52,7 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
         raise RunError(checkpoint_failure(error, path)) from None
 
 
-def _load(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> dict[str, Any]:
     """Tensors, numbers, strings and containers only (``weights_only=True``): a planted checkpoint cannot run
     code; it is refused with its path."""
     import pickle
@@ -64,19 +66,98 @@ def _load(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a safe checkpoint ({first}); delete it to train from scratch") from None
 
 
-def _identity(run: Any) -> dict[str, str]:
+def checkpoint_identity(run: Any) -> dict[str, str]:
     """What a checkpoint belongs to: the same config (hash) on the same data (fingerprint)."""
     return {"config_hash": run.config_hash, "dataset_fingerprint": run.dataset.fingerprint}
 
 
-def _check_identity(path: Path, saved: dict[str, Any], run: Any) -> None:
-    stored, current = saved.get("identity") or {}, _identity(run)
+def check_identity(path: Path, saved: dict[str, Any], run: Any) -> None:
+    stored, current = saved.get("identity") or {}, checkpoint_identity(run)
     for key, what in (("dataset_fingerprint", "dataset fingerprint"), ("config_hash", "config hash")):
         if stored.get(key) != current[key]:
             raise CheckpointError(
                 f"{path}: written for {what} {str(stored.get(key))[:12]}, this run has {current[key][:12]} (the "
                 f"{'data' if key == 'dataset_fingerprint' else 'settings'} changed): rerun without --resume to "
                 "train from scratch")
+
+
+# --- pieces of an epoch loop, shared with stage plugins that train their own way (plugins/unicrs/stages.py) ---
+
+
+def epoch_order(seed: int, epoch: int, count: int, sampler: Any = None, labels: Any = None,
+                device: str = "cpu") -> Any:
+    """The epoch's sample order: a permutation from a generator seeded by (seed, epoch), or, for a loss that
+    wants a weighted sampler, `count` draws with replacement by its weights of `labels`."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if sampler is not None:
+        weights = sampler.sample_weights(labels.to(device)).detach().float().cpu()
+        return torch.multinomial(weights, count, replacement=True, generator=generator)
+    return torch.randperm(count, generator=generator)
+
+
+def optimisation_step(loss: Any, optimizer: Any, scheduler: Any, parameters: Any, grad_clip: float,
+                      where: str) -> float:
+    """Backward, optional gradient clipping, optimizer and schedule step; a non-finite loss is an error naming
+    `where` (epoch and step). Returns the loss value."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss {loss.item()} at {where}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def close_epoch(state: TrainingState, epoch: int, value: float, patience: int, epochs: int,
+                save_best: Any) -> bool:
+    """Early-stopping bookkeeping of a finished epoch (best value and epoch, epochs without improvement,
+    whether training stopped early); `save_best()` writes the best checkpoint when the epoch improved."""
+    improved = value > state.best_value
+    if improved:
+        state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
+        save_best()
+    else:
+        state.bad_epochs += 1
+    state.epoch = epoch
+    state.stopped_early = state.bad_epochs >= patience and epoch < epochs
+    return improved
+
+
+def save_training(path: Path, run: Any, model_state: dict[str, Any], optimizer: Any, scheduler: Any,
+                  state: TrainingState, loss_module: Any = None) -> None:
+    """The resumable checkpoint of an epoch: weights, optimizer, schedule, loop state, a stateful loss's
+    state, every RNG and the run's identity."""
+    save_checkpoint(path, {"model": model_state, "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "state": state.__dict__,
+                           "loss": loss_module.state_dict() if loss_module is not None else None,
+                           "rng": capture_rng_state(), "identity": checkpoint_identity(run)})
+
+
+def resume_training(saved: dict[str, Any], load_model: Any, optimizer: Any, scheduler: Any,
+                    loss_module: Any = None) -> TrainingState:
+    """Restore what `save_training` wrote (already loaded and identity-checked): the loop continues as if it
+    had not stopped."""
+    load_model(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if saved.get("loss") is not None and loss_module is not None:
+        loss_module.load_state_dict(saved["loss"])  # stateful losses (CSL histograms) continue too
+    restore_rng_state(saved["rng"])
+    return TrainingState(**saved["state"])
+
+
+def load_best(path: Path, run: Any, load_model: Any) -> None:
+    """Reload the best epoch's weights, when a best checkpoint was written."""
+    if path.is_file():
+        best = load_checkpoint(path)
+        check_identity(path, best, run)
+        load_model(best["model"])
 
 
 def train(run: Any) -> TrainingState:
@@ -97,15 +178,9 @@ def train(run: Any) -> TrainingState:
     state = TrainingState()
     checkpoint_path, best_path = run.run_dir / CHECKPOINT, run.run_dir / BEST_CHECKPOINT
     if run.resume and checkpoint_path.is_file():
-        saved = _load(checkpoint_path)
-        _check_identity(checkpoint_path, saved, run)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if saved.get("loss") is not None and plan.module is not None:
-            plan.module.load_state_dict(saved["loss"])  # stateful losses (CSL histograms) continue too
-        state = TrainingState(**saved["state"])
-        restore_rng_state(saved["rng"])
+        saved = load_checkpoint(checkpoint_path)
+        check_identity(checkpoint_path, saved, run)
+        state = resume_training(saved, model.load_state_dict, optimizer, scheduler, plan.module)
         run.log(f"resumed from epoch {state.epoch} ({checkpoint_path})")
     autocast = settings["precision"] != "fp32" and device.startswith("cuda")
     dtype = torch.bfloat16 if settings["precision"] == "bf16" else torch.float16
@@ -124,12 +199,7 @@ def train(run: Any) -> TrainingState:
                 plan.module.train()  # stateful losses (CSL, AHL) act only in training mode
             if plan.epoch_hook is not None:
                 plan.epoch_hook.on_epoch_start(epoch - 1)  # 0-based: deferred re-weighting, per-epoch resets
-            generator = torch.Generator().manual_seed(run.seed * 100_003 + epoch)
-            if plan.sampler is not None:
-                weights = plan.sampler.sample_weights(labels_all.to(device)).detach().float().cpu()
-                order = torch.multinomial(weights, len(samples), replacement=True, generator=generator)
-            else:
-                order = torch.randperm(len(samples), generator=generator)
+            order = epoch_order(run.seed, epoch, len(samples), plan.sampler, labels_all, device)
         total, batches = 0.0, 0
         bar = run.progress(total=len(samples), desc=f"epoch {epoch}", unit="sample")
         for start in range(0, len(samples), settings["batch_size"]):
@@ -163,28 +233,16 @@ def train(run: Any) -> TrainingState:
         value = valid.get(select)
         if value is None:
             raise KeyError(f"selection metric '{select}' is not produced by the configured metrics")
-        improved = value > state.best_value
-        if improved:
-            state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
-            _save(best_path, {"model": model.state_dict(), "epoch": epoch, "identity": _identity(run)})
-        else:
-            state.bad_epochs += 1
-        state.epoch = epoch
+        improved = close_epoch(state, epoch, value, settings["patience"], settings["epochs"], lambda: save_checkpoint(
+            best_path, {"model": model.state_dict(), "epoch": epoch, "identity": checkpoint_identity(run)}))
         summary = {"epoch": epoch, "train_loss": total / max(1, batches), f"valid_{select}": value,
                    "improved": improved}
         state.history.append(summary)
-        state.stopped_early = state.bad_epochs >= settings["patience"] and epoch < settings["epochs"]
-        _save(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "state": state.__dict__,
-                                "loss": plan.module.state_dict() if plan.module is not None else None,
-                                "rng": capture_rng_state(), "identity": _identity(run)})
+        save_training(checkpoint_path, run, model.state_dict(), optimizer, scheduler, state, plan.module)
         run.log(f"epoch {epoch}: loss {summary['train_loss']:.4f}, valid {select} {value:.4f}"
                 + (" *" if improved else ""))
         run.epoch_end(epoch, {**summary, "valid": valid})
-    if best_path.is_file():
-        best = _load(best_path)
-        _check_identity(best_path, best, run)
-        model.load_state_dict(best["model"])
+    load_best(best_path, run, model.load_state_dict)
     return state
 
 

@@ -14,7 +14,7 @@ from harness.api import hookimpl
 REPO = Path(__file__).resolve().parents[1]
 # what a plugin may import from the harness: the API and the documented helpers (docs/plugins.md)
 DOCUMENTED = {"harness.api", "harness.data", "harness.ranking", "harness.significance", "harness.popularity",
-              "harness.dataset_cache", "harness.conversation"}
+              "harness.dataset_cache", "harness.training", "harness.seeding", "harness.conversation"}
 
 
 def harness_imports(path: Path) -> set[str]:

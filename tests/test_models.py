@@ -25,6 +25,7 @@ TINY = {
     "textcnn": {"embedding_dim": 8, "channels": 4},
     "textcnn-cos": {"embedding_dim": 8, "channels": 4},
     "linear-context": {"dim": 8},
+    "unicrs": {"preset": "test-tiny", "rec_softmax": "items"},  # catalogue logits: every loss applies
 }
 TEXT_MODELS = {"hybrid", "hybrid-cos", "bert-rec", "bert-rec-cos"}
 

@@ -10,9 +10,9 @@ from harness.api import hookimpl
 
 @hookimpl
 def crs_bench_register_models(registry) -> None:
-    registry.add("lumicrs", "plugins.lumicrs.model:LumiCRS",
-                 "LumiCRS: hybrid backbone + K learned class prototypes with an asymmetric body/tail "
-                 "contrastive term (use with loss acfl).", version="1")
+    registry.add("lumicrs", "plugins.lumicrs.model:build_lumicrs",
+                 "LumiCRS: a backbone (hybrid, or prompt-lm = UniCRS) + K learned class prototypes with an "
+                 "asymmetric body/tail contrastive term (use with loss acfl).", version="1")
 
 
 @hookimpl

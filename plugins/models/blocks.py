@@ -52,21 +52,72 @@ def prepare_kg(kg: KnowledgeGraph, min_relation_edges: int | None = 1000, undire
                       [kg.relation_names[i] for i in kept.tolist()])
 
 
+class RelationGroups(nn.Module):
+    """The KG's edges grouped by relation, for `grouped_rgcn`: per relation, the distinct target entities and,
+    per edge, the row of its (relation, target) pair; 1/|N_r(e)| per row. Buffers only (not in state dicts)."""
+
+    def __init__(self, kg: PreparedKG):
+        super().__init__()
+        src, dst = kg.edge_index
+        rows, nodes, sizes = [], [], []
+        offset = 0
+        order = torch.argsort(kg.edge_type, stable=True)
+        src, dst, types = src[order], dst[order], kg.edge_type[order]
+        for relation in range(kg.num_relations):
+            chosen = types == relation
+            targets, inverse = torch.unique(dst[chosen], return_inverse=True)
+            rows.append(inverse + offset)
+            nodes.append(targets)
+            sizes.append(len(targets))
+            offset += len(targets)
+        self.sizes = sizes
+        row_of_edge = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        degree = torch.bincount(row_of_edge, minlength=offset).clamp(min=1).float()
+        self.register_buffer("src", src, persistent=False)
+        self.register_buffer("row_of_edge", row_of_edge, persistent=False)
+        self.register_buffer("node_of_row", torch.cat(nodes) if nodes else torch.zeros(0, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("inverse_degree", 1.0 / degree, persistent=False)
+
+
+def grouped_rgcn(conv: nn.Module, x: torch.Tensor, groups: RelationGroups) -> torch.Tensor:
+    """`RGCNConv`'s forward (mean aggregation, basis decomposition, root weight, bias) with `conv`'s own
+    parameters, computed relation by relation on the entities that have neighbours of that relation only:
+    h'_e = W_0 h_e + b + Σ_r mean_{e' ∈ N_r(e)} h_{e'} · W_r. Equal to `RGCNConv` up to float rounding; on the
+    INSPIRED KG (17k entities, 13 relations) forward + backward takes about half the time, because the dense
+    products cover the 42k (relation, entity) pairs with edges instead of all 225k."""
+    if conv.num_bases is not None:
+        weight = (conv.comp @ conv.weight.view(conv.num_bases, -1)).view(conv.num_relations, conv.in_channels_l,
+                                                                          conv.out_channels)
+    else:
+        weight = conv.weight
+    messages = x.new_zeros(len(groups.node_of_row), x.shape[1]).index_add_(0, groups.row_of_edge, x[groups.src])
+    messages = messages * groups.inverse_degree[:, None]
+    transformed = torch.cat([part @ weight[relation]
+                             for relation, part in enumerate(messages.split(groups.sizes))])
+    out = x @ conv.root + (conv.bias if conv.bias is not None else 0.0)
+    return out.index_add(0, groups.node_of_row, transformed)
+
+
 class RGCNEncoder(nn.Module):
     """R-GCN entity encoder with basis decomposition (PyG `RGCNConv`, never `FastRGCNConv`).
 
     `featureless=True` is KBRD's form: the first layer takes one-hot entities, so its relation weights are
     entity × dim tables. Otherwise a learned entity table of `dim` is the input and the output is added to
-    it (residual, as KGPrompt's H = RGCN(N) + N). `layers=0` gives the plain entity table.
+    it (residual, as KGPrompt's H = RGCN(N) + N). `layers=0` gives the plain entity table. `grouped=True`
+    computes the same layers with `grouped_rgcn` (faster on CPU; needs entity features, not featureless).
     """
 
     def __init__(self, kg: PreparedKG, dim: int = 128, layers: int = 1, num_bases: int | None = 8,
-                 featureless: bool = True, dropout: float = 0.0):
+                 featureless: bool = True, dropout: float = 0.0, grouped: bool = False):
         super().__init__()
         from torch_geometric.nn import RGCNConv
 
         if layers < 0 or (featureless and layers < 1):
             raise ValueError(f"R-GCN needs layers >= {1 if featureless else 0}, got {layers}")
+        if grouped and featureless:
+            raise ValueError("the grouped R-GCN needs entity features (featureless=False)")
+        self.groups = RelationGroups(kg) if grouped else None
         self.num_entities, self.featureless = kg.num_entities, featureless
         self.register_buffer("edge_index", kg.edge_index.clone(), persistent=False)
         self.register_buffer("edge_type", kg.edge_type.clone(), persistent=False)
@@ -83,7 +134,8 @@ class RGCNEncoder(nn.Module):
         """[num_entities, dim] entity representations."""
         x = None if self.featureless else self.embedding.weight
         for i, conv in enumerate(self.convs):
-            h = conv(x, self.edge_index, self.edge_type)
+            h = grouped_rgcn(conv, x, self.groups) if self.groups is not None else \
+                conv(x, self.edge_index, self.edge_type)
             if i < len(self.convs) - 1:
                 h = self.dropout(torch.relu(h))
             x = h if x is None or self.featureless and i == 0 else h + x

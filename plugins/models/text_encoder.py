@@ -18,7 +18,7 @@ import os
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -51,12 +51,40 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def model_key(name: str, max_tokens: int, pooling: str, normalize: bool) -> str:
-    """Cache directory name: readable model name + hash of everything that changes the vectors."""
-    identity = json.dumps({"model": name, "max_tokens": max_tokens, "pooling": pooling, "normalize": normalize,
-                           "format": TEXT_FORMAT_VERSION}, sort_keys=True)
+def cache_key(name: str, identity: dict[str, Any]) -> str:
+    """Cache directory name: readable model name + hash of everything in `identity` (what changes the cache)."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.rstrip("/").split("/")[-1])[:40]
-    return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    return f"{readable}-{digest}"
+
+
+def model_key(name: str, max_tokens: int, pooling: str, normalize: bool) -> str:
+    return cache_key(name, {"model": name, "max_tokens": max_tokens, "pooling": pooling, "normalize": normalize,
+                            "format": TEXT_FORMAT_VERSION})
+
+
+def read_shards(directory: Path, fields: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+    """The arrays `fields` of every ``*.npz`` shard in `directory` (``allow_pickle=False``: reading a shard
+    cannot run code); a damaged shard is skipped, which only costs a cache miss."""
+    if not Path(directory).is_dir():
+        return
+    for shard in sorted(Path(directory).glob("*.npz")):
+        try:
+            with np.load(shard, allow_pickle=False) as data:
+                arrays = {field: data[field] for field in fields}
+        except (OSError, ValueError, KeyError):
+            continue
+        yield arrays
+
+
+def write_shard(directory: Path, **arrays: np.ndarray) -> None:
+    """One new ``.npz`` shard, written to a temporary name and renamed (a killed write leaves no shard)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    final = Path(directory) / f"{uuid.uuid4().hex}.npz"
+    temporary = final.with_name(final.name + ".tmp")  # not matched by the *.npz glob
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(temporary, final)
 
 
 class EmbeddingStore:
@@ -65,14 +93,9 @@ class EmbeddingStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.vectors: dict[str, np.ndarray] = {}
-        if self.directory.is_dir():
-            for shard in sorted(self.directory.glob("*.npz")):
-                try:
-                    with np.load(shard, allow_pickle=False) as data:
-                        for key, vector in zip(data["hashes"].tolist(), data["vectors"]):
-                            self.vectors[key] = vector
-                except (OSError, ValueError, KeyError):
-                    continue  # a damaged shard is only a cache miss
+        for data in read_shards(self.directory, ("hashes", "vectors")):
+            for key, vector in zip(data["hashes"].tolist(), data["vectors"]):
+                self.vectors[key] = vector
 
     def __contains__(self, key: str) -> bool:
         return key in self.vectors
@@ -83,12 +106,7 @@ class EmbeddingStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         for key, vector in zip(keys, vectors):
             self.vectors[key] = vector
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"{uuid.uuid4().hex}.npz"
-        temporary = final.with_name(final.name + ".tmp")  # not matched by the *.npz glob
-        with open(temporary, "wb") as handle:
-            np.savez(handle, hashes=np.asarray(list(keys)), vectors=vectors)
-        os.replace(temporary, final)
+        write_shard(self.directory, hashes=np.asarray(list(keys)), vectors=vectors)
 
 
 class TextEncoder:
