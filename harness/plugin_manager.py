@@ -43,6 +43,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.losses.ahl",
     "plugins.augmenters",
     "plugins.llm",
+    "plugins.retrievers",
+    "plugins.generators",
     "plugins.lumicrs",
     "plugins.metrics.recall",
     "plugins.metrics.longtail",
