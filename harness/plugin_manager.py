@@ -56,6 +56,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.losses.ahl",
     "plugins.augmenters",
     "plugins.llm",
+    "plugins.retrievers",
+    "plugins.generators",
     "plugins.lumicrs",
     "plugins.mscrs",
     "plugins.unicrs",

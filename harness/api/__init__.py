@@ -2,7 +2,8 @@
 
 Plugins import from here (and from the documented helpers it re-exports), never from the runner or the
 plugin manager. Importing it is cheap: numpy-backed helpers (`RankedLists`, `MetricContext`,
-`lists_from_tops`, `context_representatives`) load on first use.
+`lists_from_tops`, `context_representatives`, and the conversation helpers `item_name`, `render_context`,
+`choose_subset`) load on first use.
 
 * interfaces (`interfaces.py`): `DatasetFactory`, `Recommender`, `TrainableRecommender`, `Loss` and its
   capabilities, `Augmenter`, `RankingMetricFamily` / `ConversationMetricFamily`, `LLMBackend`, `Retriever`,
@@ -35,6 +36,9 @@ _LAZY = {
     "context_representatives": ("harness.ranking", "context_representatives"),
     "lists_from_tops": ("harness.evaluation", "lists_from_tops"),
     "write_atomic": ("harness.results", "write_atomic"),
+    "item_name": ("harness.conversation", "item_name"),
+    "render_context": ("harness.conversation", "render_context"),
+    "choose_subset": ("harness.conversation", "choose_subset"),
 }
 
 
