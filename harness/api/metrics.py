@@ -15,7 +15,6 @@ HIGHER, LOWER, COUNT, INFO = "higher", "lower", "count", "info"
 DIRECTIONS = (HIGHER, LOWER, COUNT, INFO)  # count: a sample count; info: a descriptive string (a signature)
 TASKS = ("rec", "conv")
 CONV_SETTING = "all"  # the conversation task scores every test response of the recommender
-TASK_SETTINGS = {"rec": ("standard", "novel"), "conv": (CONV_SETTING,)}
 
 
 @dataclass(frozen=True)
