@@ -177,3 +177,83 @@ def test_a_malformed_image_file_is_a_one_line_error(run_bench, tmp_path):
                                "--set", f"model.params.image_features={bad}")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{bad}: item features must be a [300, d] matrix" in err
+
+
+# ------------------------------------------------------------------------------- the prompt-lm backbone
+
+PROMPT_SMALL = ["dataset.params.train_dialogues=60", "dataset.params.valid_dialogues=12",
+                "dataset.params.test_dialogues=12", "dataset.params.num_items=60", "model.params.backbone=prompt-lm",
+                "model.params.prompt_preset=test-tiny", "model.params.pretrain_max_samples=32",
+                "model.params.conv_max_samples=32", "model.params.rec_max_samples=48", "model.params.max_new_tokens=6"]
+
+
+def build_prompt_lm(ctx, **params):
+    from plugins.mscrs.model import build_mscrs
+
+    torch.manual_seed(0)
+    return build_mscrs(ctx, backbone="prompt-lm", prompt_preset="test-tiny", **params).eval()
+
+
+@pytest.fixture(scope="module")
+def prompt_ctx(shared_cache):
+    from plugins.synthetic import build_synthetic
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: a second thread only waits
+    dataset = build_synthetic(num_items=60, train_dialogues=60, valid_dialogues=12, test_dialogues=12)
+    train = dataset.splits["train"]
+    yield RunContext(dataset, compute_statistics(dataset.num_items, train.dialogues, train.rec_samples), "cpu", 0,
+                     shared_cache, {"loss": {"name": "ce"}})
+    torch.set_num_threads(previous)
+
+
+def test_on_prompt_lm_the_fused_table_is_kgprompts_entity_table(prompt_ctx):
+    bare = build_prompt_lm(prompt_ctx, use_collab=False, use_text_graph=False, use_image=False)
+    for copy in ("rec", "conv"):  # all graphs off: exactly UniCRS's H = N1 + MLP_e(N1)
+        assert torch.allclose(bare.entity_vectors(copy), bare.prompts[copy].entity_states())
+    full = build_prompt_lm(prompt_ctx)
+    details = full.describe()
+    assert details["backbone"] == "prompt-lm" and details["collab_edges"] > 0 and details["text_edges"] > 0
+    prompt = full.prompts["rec"]
+    n1 = prompt.kg_encoder()
+    expected = prompt.entity_mlp(full.fused_table(n1, prompt.kg_encoder.embedding.weight))
+    assert torch.allclose(full.entity_vectors("rec")[:-1], expected)
+    assert not torch.allclose(full.entity_vectors("rec"), prompt.entity_states())
+
+
+def test_on_prompt_lm_the_fuse_loss_trains_kgprompt_through_the_graphs(prompt_ctx):
+    train = prompt_ctx.dataset.splits["train"]
+    samples = train.rec_samples[:16]
+    labels = torch.tensor([s.label for s in samples])
+    losses = {}
+    for weight in (0.0, 1.0):
+        model = build_prompt_lm(prompt_ctx, fuse_weight=weight).train()
+        loss = model.training_loss(model.make_batch(train, samples), labels, torch.nn.CrossEntropyLoss())
+        loss.backward()
+        losses[weight] = loss.item()
+        assert model.prompts["rec"].kg_encoder.embedding.weight.grad.abs().sum() > 0
+    assert losses[1.0] > losses[0.0]  # L_fuse > 0 is added (same seed, same batch)
+
+
+def test_a_hybrid_parameter_is_refused_on_prompt_lm(prompt_ctx):
+    with pytest.raises(TypeError, match="mscrs backbone 'prompt-lm' has no parameter 'dim'"):
+        build_prompt_lm(prompt_ctx, dim=32)
+    with pytest.raises(TypeError, match="mscrs backbone 'hybrid' has no parameter 'prompt_preset'"):
+        from plugins.mscrs.model import build_mscrs
+
+        build_mscrs(prompt_ctx, backbone="hybrid", prompt_preset="cpu")
+
+
+def test_bench_run_mscrs_on_prompt_lm_recommends_speaks_and_is_labelled(run_bench, tmp_path):
+    from harness.leaderboard import build_tables
+
+    code, out, err = run_bench("run", "--model", "mscrs", "--conv-limit", "2", "--epochs", "1", "--quiet",
+                               *[arg for setting in PROMPT_SMALL for arg in ("--set", setting)])
+    assert code == 0, err
+    [path] = (tmp_path / "results" / "runs").glob("*/record.json")
+    record = json.loads(path.read_text())
+    details = record["components"]["model"]["details"]
+    assert details["backbone"] == "prompt-lm" and details["prompt_lm"]["preset"] == "test-tiny"
+    assert details["collab_edges"] > 0 and set(record["training"]["stages"]) == {"pretrain", "conv", "rec"}
+    assert record["tasks"] == ["conv", "rec"]
+    assert {row.label["model"] for table in build_tables([(None, record)]) for row in table.rows} == {"mscrs (prompt-lm)"}

@@ -22,7 +22,6 @@ stage), so it is deterministic for a given seed. Scoring is exactly the backbone
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from torch.nn import functional as F
 
 from harness.api import RunContext
 from plugins.models.hybrid import Hybrid
+from plugins.unicrs.switch import build_on_backbone, union_signature
 
 VARIANTS = ("learned", "kmeans-frozen", "random-frozen", "off")
 
@@ -174,42 +174,21 @@ def _hybrid_signature() -> inspect.Signature:
 
 
 LumiCRS.__signature__ = _hybrid_signature()
-BACKBONES = ("hybrid", "prompt-lm")
+
+
+def _prompt_lm() -> Any:
+    from .prompt_lm import LumiCRSPromptLM
+
+    return LumiCRSPromptLM
 
 
 def build_lumicrs(ctx: RunContext, backbone: str = "hybrid", **params: Any) -> Any:
-    """The `lumicrs` factory: the class-prototype model on the chosen backbone. A parameter of the other
-    backbone is refused by name (the signature below accepts both backbones' parameters)."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"lumicrs backbone must be one of {BACKBONES}, got {backbone!r}")
-    if backbone == "hybrid":
-        factory: Any = LumiCRS
-    else:
-        from .prompt_lm import LumiCRSPromptLM
-
-        factory = LumiCRSPromptLM
-    accepted = set(list(inspect.signature(factory).parameters)[1:])
-    # a run stores every parameter of the union signature at its default: the other backbone's defaults are
-    # dropped, and only a value someone set for the other backbone is refused
-    defaults = {p.name: p.default for p in build_lumicrs.__signature__.parameters.values() if p.default is not p.empty}
-    wrong = sorted(name for name in set(params) - accepted
-                   if name not in defaults or json.dumps(params[name]) != json.dumps(defaults[name], default=str))
-    if wrong:
-        raise TypeError(f"lumicrs backbone '{backbone}' has no parameter '{wrong[0]}'")
-    return factory(ctx, **{name: value for name, value in params.items() if name in accepted})
+    """The `lumicrs` factory: the class-prototype model on the chosen backbone (`plugins.unicrs.switch`)."""
+    return build_on_backbone("lumicrs", backbone, {"hybrid": lambda: LumiCRS, "prompt-lm": _prompt_lm},
+                             build_lumicrs.__signature__, ctx, params)
 
 
-def _lumicrs_signature() -> inspect.Signature:
-    """ctx, backbone, then every parameter either backbone takes (names and types checked by the harness)."""
-    from plugins.unicrs.presets import signature as unicrs_signature
-
-    head = list(inspect.signature(build_lumicrs).parameters.values())[:2]
-    hybrid = list(LumiCRS.__signature__.parameters.values())[1:]
-    seen = {p.name for p in head + hybrid}
-    prompt = [p for p in unicrs_signature([]).parameters.values() if p.name not in seen]
-    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in hybrid + prompt]
-    return inspect.Signature(head + keyword + [inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY,
-                                                                 default=None, annotation=str | None)])
-
-
-build_lumicrs.__signature__ = _lumicrs_signature()
+build_lumicrs.__signature__ = union_signature(
+    list(inspect.signature(build_lumicrs).parameters.values())[:2],  # ctx, backbone
+    list(LumiCRS.__signature__.parameters.values())[1:],
+    [inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)])

@@ -18,30 +18,32 @@ per-dataset behaviour, §9 "where the released code differs": collaborative E = 
 with c₁ from the raw node table on ReDial; t = (t₁ + t₂)/2; directed kNN edges; on ReDial the modal views are
 computed but not added; one-directional InfoNCE cos(T_i, V_j)/τ).
 
+Backbones (``backbone``): ``hybrid`` (this module, the default) or ``prompt-lm``: the fused table Ê_final
+feeds UniCRS's KGPrompt as its entity table, as the paper builds MSCRS (`plugins.mscrs.prompt_lm`). The graphs,
+their fusion and the fuse loss are one mixin over both (`plugins.mscrs.views`).
+
 Ablations (the paper's Figure 4): ``use_collab``, ``use_text_graph``, ``use_image`` switch each graph off;
 all three off leaves the hybrid backbone plus the fuse loss. The image view needs ``image_features`` (a
 ``.npy`` [num_items, d] matrix); without one it is off (λ = 1) and `describe()` says so.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from harness.api import RunContext
 from plugins.models.hybrid import Hybrid
 from plugins.models.text_encoder import DEFAULT_MODEL
+from plugins.unicrs.switch import build_on_backbone, union_signature
 
-from . import graphs
-
-DEFAULT_K = {"redial": 20, "inspired": 10}  # the paper's per-dataset kNN sizes
-PRESETS = ("paper", "released")
+from .views import SemanticGraphs
 
 
-class MSCRS(Hybrid):
+class MSCRS(SemanticGraphs, Hybrid):
+    """MSCRS on the `hybrid` backbone: the hybrid's pooling and entity-tied head read the fused table."""
+
     def __init__(self, ctx: RunContext, preset: str = "paper", k: int | None = None, threshold: int = 1,
                  lightgcn_layers: int = 3, lam: float = 0.5, image_features: str | None = None,
                  use_collab: bool = True, use_text_graph: bool = True, use_image: bool = True,
@@ -49,121 +51,24 @@ class MSCRS(Hybrid):
                  text_encoder: str = DEFAULT_MODEL, max_tokens: int = 256, kg_layers: int = 1, num_bases: int = 8,
                  min_relation_edges: int | None = 1000, max_context_entities: int = 32, dropout: float = 0.1,
                  item_bias: str = "labels", text_skip: bool = False, mention_bias: int = 0):
-        if preset not in PRESETS:
-            raise ValueError(f"mscrs: preset must be one of {PRESETS}, got {preset!r}")
-        if not 0.0 <= lam <= 1.0 or lightgcn_layers < 1 or threshold < 1:
-            raise ValueError("mscrs: lam must lie in [0, 1], lightgcn_layers and threshold must be >= 1")
         super().__init__(ctx, dim=dim, text_encoder=text_encoder, max_tokens=max_tokens, kg_layers=kg_layers,
                          num_bases=num_bases, min_relation_edges=min_relation_edges,
                          max_context_entities=max_context_entities, dropout=dropout, item_bias=item_bias,
                          text_skip=text_skip, mention_bias=mention_bias)
-        from torch_geometric.nn import LGConv
-
-        dataset = ctx.dataset
-        self.preset, self.layers, self.lam = preset, lightgcn_layers, lam
-        self.fuse_weight, self.fuse_temperature = fuse_weight, fuse_temperature
-        self.released_redial = preset == "released" and dataset.name == "redial"
-        self.k = k if k is not None else DEFAULT_K.get(dataset.name, 10)
-        self.propagate_layer = LGConv(normalize=False)  # the adjacency below is normalised once
-        fingerprint = dataset.fingerprint or dataset.name
-        details: dict[str, Any] = {"preset": preset, "k": self.k, "threshold": threshold, "lambda": lam,
-                                   "lightgcn_layers": lightgcn_layers, "fuse_weight": fuse_weight,
-                                   "fuse_temperature": fuse_temperature}
-
-        collab = None
-        if use_collab:
-            sets = graphs.conversation_entity_sets(ctx.train)  # ctx.train: after augmentation
-            digest = graphs.digest(np.fromiter((e for s in sets for e in (*s, -1)), dtype=np.int64))
-            collab = graphs.cached_edges(ctx.cache_dir, ["collab", fingerprint, digest, str(threshold)],
-                                         lambda: graphs.co_mention_edges(sets, dataset.kg.num_entities, threshold))
-        details["collab_edges"] = None if collab is None else int(collab.shape[1])
-
-        text = None
-        if use_text_graph:
-            texts = graphs.item_texts(dataset)
-            features = self.text.encode(texts)
-            text = self._item_graph(ctx.cache_dir, "text", fingerprint, features)
-            details["item_text"] = {"template": graphs.ITEM_TEXT_TEMPLATE, "version": graphs.ITEM_TEXT_VERSION,
-                                    "encoder": text_encoder, "example": texts[0]}
-        details["text_edges"] = None if text is None else int(text.shape[1])
-
-        image = None
-        if use_image and image_features is not None:
-            matrix = graphs.load_item_features(Path(image_features), dataset.num_items)
-            image = self._item_graph(ctx.cache_dir, "image", fingerprint, matrix)
-            details["image_features"] = {"path": str(image_features), "shape": list(matrix.shape),
-                                         "sha256": graphs.digest(matrix)[:16]}
-        details["image_edges"] = None if image is None else int(image.shape[1])
-        details["image_view"] = "on" if image is not None else \
-            ("off: no image_features given (lambda = 1)" if use_image else "off (ablation)")
-        details["modal_views_added"] = not self.released_redial and (text is not None or image is not None)
-        self.details = details
-        sizes = {"collab_edges": dataset.kg.num_entities, "text_edges": dataset.num_items,
-                 "image_edges": dataset.num_items}
-        for name, edges in (("collab_edges", collab), ("text_edges", text), ("image_edges", image)):
-            self.register_buffer(name, None if edges is None else
-                                 graphs.normalized_adjacency(edges, sizes[name], ctx.device), persistent=False)
-
-    def _item_graph(self, cache_dir: Path, view: str, fingerprint: str, features: np.ndarray) -> np.ndarray:
-        edges = graphs.cached_edges(cache_dir, [view, fingerprint, graphs.digest(features), str(self.k)],
-                                    lambda: graphs.knn_edges(features, self.k))
-        return edges if self.preset == "released" else graphs.symmetrised(edges)
+        self.build_graphs(ctx, self.text.encode, text_encoder, preset, k, threshold, lightgcn_layers, lam,
+                          image_features, use_collab, use_text_graph, use_image, fuse_weight, fuse_temperature)
 
     def describe(self) -> dict[str, Any]:
-        return dict(self.details)
-
-    def propagate(self, x: torch.Tensor, adjacency: torch.Tensor) -> list[torch.Tensor]:
-        """[E^(0), ..., E^(L)]: LightGCN layers E^(l+1) = D^-1/2 A D^-1/2 E^(l) (§1.4)."""
-        layers = [x]
-        for _ in range(self.layers):
-            layers.append(self.propagate_layer(layers[-1], adjacency))
-        return layers
-
-    def fused_table(self, n1: torch.Tensor) -> torch.Tensor:
-        """Ê_final [num_entities, dim] from the R-GCN output N^(1) (module docstring)."""
-        released = self.preset == "released"
-        alpha = n1
-        if self.collab_edges is not None:
-            start = self.kg_encoder.embedding.weight if self.released_redial else n1
-            c = self.propagate(start, self.collab_edges)
-            alpha = (sum(c[1:]) + n1) / (len(c)) if released else (torch.stack(c).mean(0) + n1) / 2
-        views = {}
-        items = n1[self.item_entities]
-        for name, edges in (("text", self.text_edges), ("image", self.image_edges)):
-            if edges is not None:
-                layers = self.propagate(items, edges)
-                views[name] = (layers[1] + layers[2]) / 2 if released and len(layers) > 2 else torch.stack(layers).mean(0)
-        if self.released_redial or not views:
-            return alpha
-        if len(views) == 2:
-            modal = self.lam * views["text"] + (1 - self.lam) * views["image"]
-        else:
-            modal = next(iter(views.values()))
-        return alpha.index_add(0, self.item_entities, modal)
+        return dict(self.graph_details)
 
     def entity_vectors(self) -> torch.Tensor:
         if self._entities is not None and not self.training:
             return self._entities
-        h = self.fused_table(self.kg_encoder())
+        h = self.fused_table(self.kg_encoder(), self.kg_encoder.embedding.weight)
         h = torch.cat([h, h.new_zeros(1, h.shape[1])])
         if not self.training:
             self._entities = h
         return h
-
-    def fuse_loss(self, text: torch.Tensor, pooled: torch.Tensor, has_entities: torch.Tensor) -> torch.Tensor:
-        """Eq. 18 (paper) or the released one-directional InfoNCE, over contexts that mention entities."""
-        t = F.normalize(text[has_entities], dim=-1)
-        v = F.normalize(pooled[has_entities], dim=-1)
-        if t.shape[0] < 2:
-            return text.new_zeros(())
-        tau = self.fuse_temperature
-        if self.preset == "released":
-            return F.cross_entropy(t @ v.T / tau, torch.arange(t.shape[0], device=t.device))
-        positive = (t * v).sum(-1, keepdim=True) / tau
-        eye = torch.eye(t.shape[0], dtype=torch.bool, device=t.device)
-        text_side = torch.cat([positive, (t @ t.T / tau).masked_fill(eye, float("-inf"))], dim=1)
-        entity_side = torch.cat([positive, (v @ v.T / tau).masked_fill(eye, float("-inf"))], dim=1)
-        return -((positive.squeeze(1) - text_side.logsumexp(1)) + (positive.squeeze(1) - entity_side.logsumexp(1))).mean()
 
     def training_loss(self, batch: dict[str, Any], labels: torch.Tensor, loss: Any) -> torch.Tensor:
         """Recommendation CE (the run's loss) over the fused head + δ·L_fuse."""
@@ -175,3 +80,22 @@ class MSCRS(Hybrid):
         if self.fuse_weight:
             total = total + self.fuse_weight * self.fuse_loss(text, pooled, batch["mask"].any(dim=1))
         return total
+
+
+def _prompt_lm() -> Any:
+    from .prompt_lm import MSCRSPromptLM
+
+    return MSCRSPromptLM
+
+
+def build_mscrs(ctx: RunContext, backbone: str = "hybrid", **params: Any) -> Any:
+    """The `mscrs` factory: the semantic graphs on the chosen backbone (`plugins.unicrs.switch`). ``preset``
+    is MSCRS's (paper | released) on both; ``prompt_preset`` is the UniCRS preset on ``prompt-lm``."""
+    return build_on_backbone("mscrs", backbone, {"hybrid": lambda: MSCRS, "prompt-lm": _prompt_lm},
+                             build_mscrs.__signature__, ctx, params)
+
+
+build_mscrs.__signature__ = union_signature(
+    list(inspect.signature(build_mscrs).parameters.values())[:2],  # ctx, backbone
+    list(inspect.signature(MSCRS).parameters.values())[1:],
+    [inspect.Parameter("prompt_preset", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)])
