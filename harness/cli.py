@@ -120,6 +120,13 @@ def build_parser(components: dict[str, list[str]] | None = None) -> argparse.Arg
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--json", action="store_true")
 
+    samples = commands.add_parser("samples", parents=[common],
+                                  help="stored conversation outputs of runs for samples drawn by a seed")
+    samples.add_argument("runs", nargs="+", help="run directories (or quoted globs); the same samples for each")
+    samples.add_argument("--n", type=int, default=5, help="samples to draw (default 5)")
+    samples.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    samples.add_argument("--turns", type=int, default=4, help="context turns shown (default 4)")
+
     rescore = commands.add_parser("rescore", parents=[common], help="recompute every metric from samples.jsonl.gz")
     rescore.add_argument("runs", type=Path, nargs="+", help="run directories")
     rescore.add_argument("--check", action="store_true", help="do not write; exit 1 if any value changes")
@@ -142,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(components)
     args = parser.parse_args(argv)
     handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
-                "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate}
+                "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate,
+                "samples": cmd_samples}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -404,6 +412,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         labels = [", ".join(run.record["run_id"] for run in side) for side in sides]
         print(render_comparison(result, *labels, notes=notes))
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from .loading import data_dir_from
+    from .sample_view import render_samples
+    from .stored_runs import expand_runs, open_run
+
+    plugins = _plugins(args)
+    data_dir = data_dir_from(args.data_dir)
+    runs = [open_run(path, plugins, data_dir, args.cache_dir) for pattern in args.runs for path in expand_runs(pattern)]
+    print(render_samples(runs, n=args.n, seed=args.seed, turns=args.turns))
     return 0
 
 
