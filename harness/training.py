@@ -98,20 +98,23 @@ def epoch_order(seed: int, epoch: int, count: int, sampler: Any = None, labels: 
 
 
 def optimisation_step(loss: Any, optimizer: Any, scheduler: Any, parameters: Any, grad_clip: float,
-                      where: str) -> float:
-    """Backward, optional gradient clipping, optimizer and schedule step; a non-finite loss is an error naming
-    `where` (epoch and step). Returns the loss value."""
+                      where: str, lr_setting: str = "train.lr") -> float:
+    """Backward, optional gradient clipping, optimizer and schedule step; returns the loss value, read once
+    (the step's one host synchronisation). A non-finite loss raises FloatingPointError naming `where` and the
+    learning-rate setting to lower, before anything is updated."""
     import torch
 
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite training loss {loss.item()} at {where}")
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite training loss {value} {where}; lower {lr_setting} or check the loss "
+                                 "for log(0) or division by zero")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
     optimizer.step()
     scheduler.step()
-    return float(loss.detach())
+    return value
 
 
 def close_epoch(state: TrainingState, epoch: int, value: float, patience: int, epochs: int,
@@ -212,16 +215,11 @@ def train(run: Any) -> TrainingState:
                 labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
                 with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
                     loss = model.training_loss(batch, labels, loss_fn)
-                value = float(loss.detach())  # the step's one host synchronisation
-                if not math.isfinite(value):
-                    raise PluginFailure(loss_what, step, f"non-finite training loss {value} (model '{model_name}'); "
-                                        "lower train.lr or check the loss for log(0) or division by zero")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings["grad_clip"]:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
-                optimizer.step()
-                scheduler.step()
+                try:
+                    value = optimisation_step(loss, optimizer, scheduler, model.parameters(), settings["grad_clip"],
+                                              f"(model '{model_name}')")
+                except FloatingPointError as error:  # the loss computed it: name the loss plugin
+                    raise PluginFailure(loss_what, step, str(error)) from error
             total += value
             batches += 1
             state.steps += 1

@@ -293,7 +293,8 @@ def run_stage(run: Any, model: Any, stage: str, spec: StageSpec, epoch_offset: i
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
                 loss = task.loss(chunk)
             total += optimisation_step(loss, optimizer, scheduler, task.parameters, settings["grad_clip"],
-                                       f"stage {stage}, epoch {epoch}, step {state.steps}")
+                                       f"at stage {stage}, epoch {epoch}, step {state.steps}",
+                                       lr_setting=f"model.params.{stage}_lr")
             batches, state.steps = batches + 1, state.steps + 1
             bar.update(len(chunk))
         bar.close()
