@@ -21,7 +21,7 @@ def test_a_step_returns_the_loss_and_moves_the_weights_by_the_gradient():
     x = torch.ones(2, 3)
     before = layer.weight.detach().clone()
     loss = layer(x).sum()
-    expected = float(loss)
+    expected = float(loss.detach())
     value = optimisation_step(loss, optimizer, scheduler, layer.parameters(), 0.0, "(test)")
     assert value == expected
     # d(sum over 2 rows of w·1 + b)/dw = 2 per weight: SGD moves each weight by -0.1 * 2
