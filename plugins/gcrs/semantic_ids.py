@@ -24,7 +24,7 @@ from .rqvae import RQTraining, RQVAE, collision_rate, resolve_collisions, train_
 TEMPLATE = "title: <name> | <metadata field>: <values> ... (else) | related: <KG neighbour names, up to 16>"
 SKIPPED_FIELDS = {"iri", "id", "url"}
 MAX_NEIGHBOURS = 16
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 HASH_DIM = 64
 
 
@@ -70,6 +70,13 @@ def embed(texts: Sequence[str], encoder: str, cache_dir: Path, device: str) -> n
     return TextEncoder(encoder, max_tokens=128, device=device, cache_dir=cache_dir).encode(list(texts))
 
 
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per dimension. Why: unit-norm sentence vectors vary ~0.04 per dimension, so
+    the reconstruction term is met by the mean vector and every item collapses onto one code (measured on
+    INSPIRED: 99.9% collisions, one codeword used per level); standardised, all levels use >= 90% of codes."""
+    return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
+
+
 RQ_KEYS = ("text_encoder", "levels", "codebook_size", "latent_dim", "rq_hidden", "beta", "rq_epochs", "rq_lr",
            "rq_weight_decay", "rq_batch_size", "rq_seed")
 
@@ -77,7 +84,7 @@ RQ_KEYS = ("text_encoder", "levels", "codebook_size", "latent_dim", "rq_hidden",
 def build_table(embeddings: np.ndarray, settings: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """([I, L] unique codes, statistics) from item embeddings."""
     started = time.perf_counter()
-    x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
+    x = standardise(torch.from_numpy(np.asarray(embeddings, dtype=np.float32)))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings["rq_seed"])
         model = RQVAE(x.shape[1], settings["rq_hidden"], settings["latent_dim"], settings["levels"],
@@ -95,7 +102,7 @@ def build_table(embeddings: np.ndarray, settings: dict[str, Any]) -> tuple[np.nd
         "collision_rate_before": collision_rate(codes), "collision_rate_after": collision_rate(resolved),
         "codebook_usage_per_level": usage(resolved, settings["codebook_size"]),
         "codebook_usage_per_level_before": usage(codes, settings["codebook_size"]),
-        "reconstruction_mse": reconstruction, "resolution": resolution, "epochs": settings["rq_epochs"],
+        "reconstruction_mse": reconstruction, "input": "embeddings standardised per dimension", "resolution": resolution, "epochs": settings["rq_epochs"],
         "history": history, "seconds": round(time.perf_counter() - started, 2)}
     return resolved.numpy().astype(np.int64), stats
 
