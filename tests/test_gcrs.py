@@ -247,3 +247,14 @@ def test_gcrs_runs_end_to_end_on_synthetic_through_the_conformance_kit(plugins):
     assert set(evaluation["ranking"]) == {"standard", "novel"}
     assert evaluation["ranking"]["standard"]["oracle"]["recall@10"] == pytest.approx(
         record["metrics"]["rec"]["standard"]["recall@10"])
+
+
+def test_generate_writes_one_line_per_sample_with_spans_as_titles(ctx, model):
+    from harness.conversation import contexts_only
+
+    test = ctx.dataset.splits["test"]
+    split, samples = contexts_only(test, test.conv_samples[:5])
+    recommendations = np.tile(np.arange(10), (len(samples), 1))
+    responses = model.generate(split, samples, recommendations)
+    assert len(responses) == len(samples) and all(isinstance(r, str) and "\n" not in r for r in responses)
+    assert not any("<BOI>" in r or "<MODE" in r for r in responses)

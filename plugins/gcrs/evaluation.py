@@ -18,7 +18,6 @@ import torch
 from harness.api import choose_subset, context_representatives
 from harness.data import Split
 from plugins.generators.lm import length_batches, target_logits
-from plugins.unicrs.model import torch_threads
 
 from .training import Instance
 
@@ -51,8 +50,7 @@ def predict(run: Any, split: Split, settings: tuple[str, ...]) -> dict[str, Any]
     finally:
         model.beam_width = model.settings["beam_width"]
     if split.name == "test" and split.conv_samples:
-        with torch_threads(model.settings["threads"]):
-            model.evaluation = evaluate_test(run, split, lists, torch.cat(model.modes) if model.modes else None)
+        model.evaluation = evaluate_test(run, split, lists, torch.cat(model.modes) if model.modes else None)
     return lists
 
 
@@ -89,8 +87,7 @@ def teacher_forced(model: Any, split: Split, samples: Sequence[Any]) -> dict[str
                               model.serializer.target(turn, item), item is not None))
     vocab = model.vocab
     gold, predicted, nll, tokens = [], [], 0.0, 0
-    model.eval()
-    with torch.no_grad():
+    with model.merged():
         for batch in length_batches([len(u.prompt) + len(u.target) for u in units], model.settings["score_batch_size"]):
             chosen = [units[i] for i in batch]
             logits, labels = target_logits(model.lm, [u.prompt for u in chosen], [u.target for u in chosen],
