@@ -94,7 +94,7 @@ def test_constrained_beam_decodes_only_catalogue_items_without_duplicates(ctx, m
 
     split = ctx.dataset.splits["valid"]
     with torch.no_grad():
-        for width in (7, model.num_items + 13):  # narrower and wider than the catalogue (padding beams)
+        for width in (1, 7, model.num_items + 13):  # one beam, and narrower and wider than the catalogue
             ids, mask, _, cache = prefill(model.lm, prompts_of(model, split), model.pad_id, "cpu")
             items, values = beam_search(model.lm, model.trie, ids, mask, cache, width, False, model.pad_id)
             for row_items, row_values in zip(items.tolist(), values.tolist()):

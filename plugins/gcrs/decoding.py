@@ -170,7 +170,8 @@ def beam_search(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Ten
     steps. Padding hypotheses and sequences outside the catalogue come back as item -1 with score -inf."""
     from transformers import GenerationConfig, LogitsProcessorList
 
-    vocab, rows = trie.vocab, ids.shape[0]
+    vocab, rows, wanted = trie.vocab, ids.shape[0], width
+    width = max(2, width)  # transformers decodes greedily (no sequence scores) with one beam: search with two
     forced = torch.tensor([vocab.rec, vocab.boi], device=ids.device).expand(rows, 2)
     full = torch.cat([ids, forced], 1)
     full_mask = torch.cat([mask, mask.new_ones(rows, 2)], 1)
@@ -184,7 +185,8 @@ def beam_search(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Ten
     found = trie.items_of(out.sequences[:, full.shape[1]:]).view(rows, width)
     values = out.sequences_scores.float().view(rows, width)
     valid = (found >= 0) & (values > -1e8)
-    return torch.where(valid, found, torch.full_like(found, -1)), torch.where(valid, values, torch.full_like(values, NEG))
+    found = torch.where(valid, found, torch.full_like(found, -1))[:, :wanted]  # returned best first
+    return found, torch.where(valid, values, torch.full_like(values, NEG))[:, :wanted]
 
 
 def beam_scores(model: Any, trie: PrefixTrie, ids: torch.Tensor, mask: torch.Tensor, cache: Any, width: int,
