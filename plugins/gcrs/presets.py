@@ -6,9 +6,11 @@ Presets:
   batch 72, 240 steps with 50 warm-up on INSPIRED; LoRA r 16 / alpha 32 / dropout 0.05 on every linear layer,
   768-token inputs, beam 50). The backbone defaults to SmolLM2 (Qwen2.5-7B is not offline; pass any causal LM
   by name or directory with ``backbone=``), the encoder to all-MiniLM-L6-v2.
-* ``cpu``: the same tokenizer with the 384 -> 256 -> 128 -> 64 -> 32 MLP of §11.5, SmolLM2-135M-Instruct with
-  LoRA r 8 on q/v, 160-token inputs, a capped training subset and one epoch, beam ranking, one torch thread
-  (two threads on the shared 2-core machine are slower, as measured for unicrs).
+* ``cpu``: the same tokenizer with the 384 -> 256 -> 128 -> 64 -> 32 MLP of §11.5; SmolLM2-135M-Instruct with all
+  30 layers (cut to fewer it is no longer a language model, docs/gcrs.md), LoRA r 8 on q/v, 96-token contexts,
+  160 training instances for one epoch, test lists by beam 20 and the lists nobody scores closely (valid,
+  conversation contexts) by beam 1, one torch thread (two threads on the shared 2-core machine are slower, as
+  measured for unicrs).
 * ``test-tiny``: a 2-layer LLaMA built from a config with a BPE tokenizer trained on the run's text, hashed
   bag-of-words item vectors, 3 x 8 codes; random, trainable, test-only.
 """
