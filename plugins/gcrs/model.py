@@ -209,7 +209,7 @@ class GCRS(nn.Module):
         params = list(self.lm.parameters())
         return {
             "preset": self.preset, "test_only": self.test_only, "settings": dict(s),
-            "backbone": {"source": self.source, "tied_embeddings": self.tied, "layers_total": self.layers_total,
+            "language_model": {"source": self.source, "tied_embeddings": self.tied, "layers_total": self.layers_total,
                          "layers_used": s["decoder_layers"] or self.layers_total,
                          "parameters": int(sum(p.numel() for p in params)),
                          "trainable_parameters": int(sum(p.numel() for p in params if p.requires_grad)),
