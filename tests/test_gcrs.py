@@ -228,6 +228,9 @@ def test_settings_are_checked(ctx):
         GCRS(ctx, preset="test-tiny", ranking="greedy")
     with pytest.raises(TypeError, match="gcrs has no parameter 'beam'"):
         GCRS(ctx, preset="test-tiny", beam=3)
+    with pytest.raises(ValueError, match="loss 'focal' would be ignored"):
+        GCRS(RunContext(ctx.dataset, ctx.stats, "cpu", 0, ctx.cache_dir, {"loss": {"name": "focal"}}),
+             preset="test-tiny")
 
 
 # ------------------------------------------------------------------------------------------ end to end

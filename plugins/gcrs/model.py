@@ -46,6 +46,10 @@ class GCRS(nn.Module):
         super().__init__()
         self.preset = preset
         self.settings = s = presets.resolve(preset, overrides)
+        loss = ((ctx.config or {}).get("loss") or {}).get("name", "ce")
+        if loss != "ce":
+            raise ValueError(f"gcrs trains with next-token CE on its own sequences (no catalogue logits); loss "
+                             f"'{loss}' would be ignored: use --loss ce")
         self.device = ctx.device
         self.titles = tuple(ctx.dataset.catalogue.titles)
         self.num_items = len(self.titles)
