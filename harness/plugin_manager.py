@@ -61,6 +61,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.lumicrs",
     "plugins.mscrs",
     "plugins.unicrs",
+    "plugins.gcrs",
     "plugins.metrics.recall",
     "plugins.metrics.longtail",
     "plugins.metrics.conversation",

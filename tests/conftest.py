@@ -34,6 +34,18 @@ def plugins():
     return load_plugins(autoload=False)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny networks: a second thread does not help them, and on a shared
+    2-core machine the threads' barriers make every small op wait for a descheduled sibling."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def synthetic():
     from plugins.synthetic import build_synthetic

@@ -26,6 +26,7 @@ TINY = {
     "textcnn-cos": {"embedding_dim": 8, "channels": 4},
     "linear-context": {"dim": 8},
     "unicrs": {"preset": "test-tiny", "rec_softmax": "items"},  # catalogue logits: every loss applies
+    "gcrs": {"preset": "test-tiny"},
 }
 TEXT_MODELS = {"hybrid", "hybrid-cos", "bert-rec", "bert-rec-cos"}
 

@@ -24,14 +24,7 @@ TINY = ["model.params.preset=test-tiny", "model.params.pretrain_max_samples=32",
         "model.params.conv_max_samples=32", "model.params.rec_max_samples=48", "model.params.max_new_tokens=6"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny networks are too small for a second thread to help, and on a shared 2-core machine the
-    threads' barriers make every small op wait for a descheduled sibling: one thread is faster and steady."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

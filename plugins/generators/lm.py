@@ -70,6 +70,24 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any,
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def target_logits(model: Any, prompts: Sequence[list[int]], targets: Sequence[list[int]], pad_id: int, device: Any,
+                  keeps_logits: bool = True) -> tuple[Any, Any]:
+    """(logits [B, W, V] in fp32, labels [B, W]) of the target positions of left-padded prompt + target rows,
+    targets right-aligned in W = the longest target (IGNORE elsewhere); the LM head over the prompt is never
+    computed when the model takes ``logits_to_keep``."""
+    import torch
+
+    ids, mask, positions = left_pad([p + t for p, t in zip(prompts, targets)], pad_id)
+    width = max(len(t) for t in targets)
+    labels = torch.full((len(targets), width), IGNORE, dtype=torch.long)
+    for row, target in enumerate(targets):
+        labels[row, width - len(target):] = torch.tensor(target, dtype=torch.long)
+    extra = {"logits_to_keep": width + 1} if keeps_logits else {}
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                   use_cache=False, **extra).logits
+    return logits[:, -(width + 1):-1].float(), labels.to(device)  # position p is predicted from p - 1
+
+
 def length_batches(lengths: Sequence[int], size: int, order: np.ndarray | None = None,
                    window: int = 32) -> list[np.ndarray]:
     """Batches of positions: `order` (default: as given) cut into windows of `window` batches, each window
@@ -187,21 +205,10 @@ class LMGenerator:
     # ------------------------------------------------------------------------------------------ training
 
     def nll(self, prompts: Sequence[list[int]], targets: Sequence[list[int]]) -> tuple[Any, int]:
-        """(summed target-token negative log-likelihood, target tokens) of one batch: left-padded, logits
-        only for the target positions (the LM head over the prompt is never computed when the model allows)."""
+        """(summed target-token negative log-likelihood, target tokens) of one batch (`target_logits`)."""
         import torch
 
-        ids, mask, positions = left_pad([p + t for p, t in zip(prompts, targets)], self.pad_id)
-        width = max(len(t) for t in targets)
-        labels = torch.full((len(targets), width), IGNORE, dtype=torch.long)
-        for row, target in enumerate(targets):
-            labels[row, width - len(target):] = torch.tensor(target, dtype=torch.long)
-        device = self.device
-        extra = {"logits_to_keep": width + 1} if self._keeps_logits else {}
-        logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                            position_ids=positions.to(device), use_cache=False, **extra).logits
-        logits = logits[:, -(width + 1):-1].float()  # position p is predicted from p - 1
-        labels = labels.to(device)
+        logits, labels = target_logits(self.model, prompts, targets, self.pad_id, self.device, self._keeps_logits)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                  ignore_index=IGNORE, reduction="sum")
         return loss, int((labels != IGNORE).sum())

@@ -136,9 +136,10 @@ def resolve(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def signature(head: list[inspect.Parameter]) -> inspect.Signature:
-    """`head` (the factory's own parameters) + one keyword parameter per setting, default None (= the
-    preset's value), annotated with the setting's type so the harness checks names and types up front."""
+def signature(head: list[inspect.Parameter], settings: dict[str, tuple[Any, str]] | None = None) -> inspect.Signature:
+    """`head` (the factory's own parameters) + one keyword parameter per setting of `settings` (default: this
+    table), default None (= the preset's value), annotated with the setting's type so the harness checks names
+    and types up front."""
     tail = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind | None)
-            for name, (kind, _) in SETTINGS.items()]
+            for name, (kind, _) in (SETTINGS if settings is None else settings).items()]
     return inspect.Signature(head + tail)
