@@ -87,6 +87,13 @@ def build_parser(components: dict[str, list[str]] | None = None) -> argparse.Arg
                      help="override any setting, e.g. --set train.lr=3e-4 --set model.params.dim=128 (defaults: "
                           + ", ".join(f"train.{k}={v}" for k, v in train.items()) + "; metrics=all registered)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    run.add_argument("--executor", default=None, metavar="NAME",
+                     help="run the grid's cells through this executor: local (default, one after another), ray, "
+                          f"slurm{choices('executors')}; remote executors skip cells whose complete record exists")
+    run.add_argument("--executor-option", dest="executor_options", action="append", default=[], metavar="KEY=VALUE",
+                     help="an executor parameter, e.g. workers=2 or partition=gpu (`bench plugins ray` lists them)")
+    run.add_argument("--keep-going", action="store_true",
+                     help="a failing cell does not stop the others; exit 2 with a summary of the failed cells")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     run.add_argument("--dry-run", action="store_true",
                      help="print the resolved configs (and each component's parameters with defaults) and exit")
@@ -213,12 +220,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(configs, indent=1))
         _print_resolved(configs, checked)
         return 0
-    data_dir = data_dir_from(args.data_dir)
-    for config in configs:
-        record = execute(config, plugins, results_dir=args.results_dir, data_dir=data_dir,
-                         cache_dir=args.cache_dir, resume=args.resume, quiet=args.quiet)
-        _print_summary(record, plugins.registries)
+    from . import executors
+
+    executor = _executor(plugins, args.executor, args.executor_options)
+    extra, disable = _plugin_options(args)
+    job = executors.job_for(extra, disable, data_dir_from(args.data_dir), args.cache_dir,
+                            results_dir=None if executor.remote else args.results_dir, resume=args.resume,
+                            quiet=args.quiet or executor.remote, catch=args.keep_going or executor.remote)
+    outcome = executors.run_grid(executor, executors.cells_for(configs), job, args.results_dir,
+                                 keep_going=args.keep_going, plugins=plugins,
+                                 on_record=lambda record: _print_summary(record, plugins.registries))
+    if outcome.failures:
+        print(f"bench: error: {outcome.summary()}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _executor(plugins: Any, name: str | None, options: list[str]) -> Any:
+    """The named executor built with its ``--executor-option`` values, checked against its interface."""
+    from .api.conformance import check
+    from .api.interfaces import Executor
+    from .config import ConfigError, parse_override, validate_params
+    from .executors import DEFAULT_EXECUTOR
+    from .runner import lookup
+
+    component = lookup(plugins, "executors", name or DEFAULT_EXECUTOR)
+    params = dict(parse_override(text) for text in options)
+    validate_params("executor", component.name, component.resolve(), params, skip=0)
+    try:
+        built = component.build(**params)
+    except ValueError as error:  # a parameter out of range: the executor's own one-line message
+        raise ConfigError(f"--executor-option: {error}") from None
+    return check(built, Executor, component.describe())
 
 
 def _print_resolved(configs: list[dict[str, Any]], checked: list[tuple[dict[str, Any], Any]]) -> None:
