@@ -458,6 +458,7 @@ def _check_types(config: dict[str, Any], origins: dict[str, _Origin] | None = No
         if problem:
             raise _origin_of(origins, f"train.{key}").error(problem)
     _check_top_level(config, origins)
+    _check_resplit(config, origins)
     _check_tiers(config["tiers"], origins)
     if metric_param_names is not None:
         check_metric_params(config["metric_params"], metric_param_names, origins)
@@ -483,6 +484,19 @@ def _check_top_level(config: dict[str, Any], origins: dict[str, _Origin] | None)
     for key, problem in problems.items():
         if problem:
             raise _origin_of(origins, key).error(problem)
+
+
+def _check_resplit(config: dict[str, Any], origins: dict[str, _Origin] | None) -> None:
+    """``dataset.params.resplit`` is a split index (`harness.resplit`); 0, the official split, is dropped so
+    that official runs keep their config hash and run id."""
+    params = config["dataset"]["params"]
+    if "resplit" not in params:
+        return
+    problem = _integer_problem(params["resplit"], 0)
+    if problem:
+        raise _origin_of(origins, "dataset.params.resplit").error(problem + " (a split index; 0: the official split)")
+    if params["resplit"] == 0:
+        del params["resplit"]
 
 
 def _metrics_problem(metrics: Any) -> str | None:
@@ -698,7 +712,8 @@ def _yaml_hint(value: Any, expected: Any) -> str:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of the canonical config without the seed and the device (same experiment, other seed).
+    """SHA-256 of the canonical config without the seed, the device and the split index
+    (``dataset.params.resplit``): the same experiment on another seed or split.
 
     Settings at their empty value (None or {}) are left out, so adding an optional setting to the
     defaults never renames existing runs. Credentials in URLs are redacted first, as in the record, so
@@ -706,6 +721,9 @@ def config_hash(config: dict[str, Any]) -> str:
     from .provenance import redact
 
     semantic = {k: v for k, v in redact(config).items() if k not in NON_SEMANTIC_KEYS and v is not None and v != {}}
+    if "resplit" in (semantic.get("dataset") or {}).get("params", {}):  # a split index varies like the seed
+        semantic["dataset"] = {**semantic["dataset"], "params": {
+            k: v for k, v in semantic["dataset"]["params"].items() if k != "resplit"}}
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -73,8 +73,11 @@ def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Compon
     }
     if config.get("generator") is not None:
         chosen["generator"] = lookup(plugins, "generators", config["generator"]["name"])
+    from .resplit import loader_params
+
     for kind, component in chosen.items():
-        config_module.validate_params(kind, component.name, component.resolve(), config[kind]["params"], skip=1)
+        params = loader_params(config[kind]["params"]) if kind == "dataset" else config[kind]["params"]
+        config_module.validate_params(kind, component.name, component.resolve(), params, skip=1)
     check_compatible(chosen["loss"], chosen["model"], stats_available=True)
     return chosen
 
