@@ -98,6 +98,19 @@ def build_parser(components: dict[str, list[str]] | None = None) -> argparse.Arg
     run.add_argument("--dry-run", action="store_true",
                      help="print the resolved configs (and each component's parameters with defaults) and exit")
 
+    tune = commands.add_parser("tune", parents=[common], help="Optuna search on the valid split (the recipe's "
+                               "'search' section), then the best trial's config tested once")
+    tune.add_argument("recipe", type=Path, help="a recipe with a 'search' section (benchmarks/*_tune_*.yaml)")
+    tune.add_argument("--trials", type=int, help="trials this process runs (default: search.trials; 0: only "
+                                                  "evaluate the best trial of the stored study)")
+    tune.add_argument("--storage", type=Path, help="the study's JournalStorage file (default: "
+                                                    "<cache-dir>/studies/<study>.journal); share it between workers")
+    tune.add_argument("--no-final", dest="final", action="store_false",
+                      help="run trials only (a worker); a later `bench tune --trials 0` tests the best once")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a setting of every trial")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
     board = commands.add_parser("leaderboard", parents=[common], help="rebuild results/LEADERBOARD.{md,csv,json}")
     board.add_argument("--check", action="store_true", help="exit 1 if the committed leaderboard is stale")
     board.add_argument("--print", dest="print_table", action="store_true", help="print the Markdown leaderboard")
@@ -148,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     components = _run_help_components() if argv[:1] == ["run"] and ("-h" in argv or "--help" in argv) else None
     parser = build_parser(components)
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
+    handlers = {"run": cmd_run, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
                 "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate}
     try:
         return handlers[args.command](args)
@@ -233,6 +246,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.failures:
         print(f"bench: error: {outcome.summary()}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_recipe
+    from .loading import data_dir_from
+    from .tune import tune
+
+    if args.trials is not None and args.trials < 0:
+        raise ConfigError(f"--trials must be a non-negative integer, got {args.trials}")
+    plugins = _plugins(args)
+    record = tune(load_recipe(args.recipe), plugins, flags={}, overrides=args.overrides, trials=args.trials,
+                  results_dir=args.results_dir, data_dir=data_dir_from(args.data_dir), cache_dir=args.cache_dir,
+                  storage=args.storage, final=args.final, quiet=args.quiet)
+    if record is not None:
+        tuning = record["extra"]["tuning"]
+        print(f"best trial {tuning['best_trial']} of {len(tuning['trials'])}: {tuning['metric']}="
+              f"{tuning['best_value']:.4f} (valid) {tuning['best_params']}")
+        _print_summary(record, plugins.registries)
     return 0
 
 

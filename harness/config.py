@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
 # Keys that do not change what is measured: excluded from the config hash.
 NON_SEMANTIC_KEYS = ("seed", "device")
 
-RECIPE_ONLY_KEYS = ("seeds", "grid", "description")
+RECIPE_ONLY_KEYS = ("seeds", "grid", "description", "search")
 
 
 class ConfigError(ValueError):
@@ -74,6 +74,7 @@ class Recipe:
     grid: dict[str, list[Any]]
     description: str = ""
     lines: dict[str, int] = field(default_factory=dict)  # key path ('grid.train.lr[2]') -> line
+    search: Any = None  # `bench tune`'s search space, read by `harness.tune` (None: not a tuning recipe)
 
     def where(self, dotted: str) -> str:
         """'file:line' of a key path, or of its closest enclosing key, so errors point at the recipe."""
@@ -171,6 +172,7 @@ def load_recipe(path: str | Path) -> Recipe:
     seeds = data.pop("seeds", None)
     grid = data.pop("grid", None) or {}
     description = data.pop("description", "") or ""
+    search = data.pop("search", None)
     if seeds is not None:
         _check_seeds(seeds, locate)
     _check_grid_shape(grid, locate)
@@ -179,7 +181,7 @@ def load_recipe(path: str | Path) -> Recipe:
     settings = _normalise(data, source=path, locate=locate)
     for key in grid:
         _check_key(key.split("."), source=path, dotted=key, mark=locate(f"grid.{key}"))
-    return Recipe(path, settings, seeds, grid, description, lines)
+    return Recipe(path, settings, seeds, grid, description, lines, search)
 
 
 def _check_seeds(seeds: Any, locate: Callable[[str], str]) -> None:
