@@ -157,6 +157,7 @@ def run_grid(executor: Executor, cells: Sequence[Cell], job: CellJob, results_di
             outcome.skipped.append(cell.run_id)
             why = "--resume" if job.resume else "its complete record exists"
             print(f"bench: {cell.run_id}: complete, skipped ({why})", file=sys.stderr)
+            on_record(outcome.records[cell.index])
         else:
             pending.append(cell)
     if not pending:

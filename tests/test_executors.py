@@ -141,3 +141,15 @@ def test_unknown_executor_option_is_one_line(run_bench, tmp_path, local_grid):
     recipe, _ = local_grid
     code, out, err = run_bench("run", str(recipe), "--executor", "ray", "--executor-option", "wrokers=2")
     assert code == 2 and "executor 'ray' has no parameter 'wrokers'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ray_declares_a_gpu_for_a_cuda_cell():
+    """What a cell reserves: one GPU for cuda (and auto on a cluster with GPUs), none for cpu."""
+    from harness.api import Cell
+    from plugins.executors.ray import RayExecutor
+
+    executor = RayExecutor()
+    assert executor.gpus_for(Cell(0, "x", {"device": "cuda"}), cluster_gpus=1.0) == 1.0
+    assert executor.gpus_for(Cell(0, "x", {"device": "auto"}), cluster_gpus=1.0) == 1.0
+    assert executor.gpus_for(Cell(0, "x", {"device": "cpu"}), cluster_gpus=1.0) == 0.0
+    assert executor.gpus_for(Cell(0, "x", {"device": "auto"}), cluster_gpus=0.0) == 0.0
