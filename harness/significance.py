@@ -209,22 +209,25 @@ def _rec_sides(lists_a: RankedLists | Sequence[RankedLists], lists_b: RankedList
 
 
 def paired_bootstrap_splits(splits_a: Sequence[Sequence[RankedLists]], splits_b: Sequence[Sequence[RankedLists]],
-                            ctx: MetricContext, metrics: Sequence[Any], resamples: int = DEFAULT_RESAMPLES,
-                            seed: int = 0) -> dict[str, dict[str, Any]]:
+                            ctx: MetricContext | Sequence[MetricContext], metrics: Sequence[Any],
+                            resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, dict[str, Any]]:
     """The paired bootstrap of runs over resampled splits (`harness.resplit`): one stratum per split.
 
-    ``splits_a[s]`` are side A's runs (seeds) on split s, on the same samples as ``splits_b[s]``. Units are
-    drawn within each split (split s with seed ``seed + s``, shared by both sides), each split's values
-    are averaged over its seeds and the splits are averaged: the statistic the leaderboard reports, with
-    a test sample never drawn into another split's resample."""
+    ``splits_a[s]`` are side A's runs (seeds) on split s, on the same samples as ``splits_b[s]``; `ctx` is
+    one context for all splits or one per split (each split's tiers come from its own training split).
+    Units are drawn within each split (split s with seed ``seed + s``, shared by both sides), each split's
+    values are averaged over its seeds and the splits are averaged: the statistic the leaderboard reports,
+    with a test sample never drawn into another split's resample."""
     if len(splits_a) != len(splits_b) or not splits_a:
         raise ValueError(f"both sides need the same splits, got {len(splits_a)} and {len(splits_b)}")
+    contexts = [ctx] * len(splits_a) if isinstance(ctx, MetricContext) else list(ctx)
     strata_a: Side = []
     strata_b: Side = []
     for offset, (runs_a, runs_b) in enumerate(zip(splits_a, splits_b)):
         merged_a: dict[str, tuple[str, float, np.ndarray]] = {}
         merged_b: dict[str, tuple[str, float, np.ndarray]] = {}
-        for side_a, side_b in _rec_sides(list(runs_a), list(runs_b), ctx, metrics, resamples, seed + offset):
+        for side_a, side_b in _rec_sides(list(runs_a), list(runs_b), contexts[offset], metrics, resamples,
+                                         seed + offset):
             merged_a.update(_seed_mean(side_a))
             merged_b.update(_seed_mean(side_b))
         strata_a.append(merged_a)

@@ -60,25 +60,33 @@ def test_split_zero_is_the_official_config_and_a_bad_index_names_its_line(tmp_pa
 
 def test_leaderboard_rows_aggregate_over_splits_and_seeds(run_bench, tmp_path):
     recipe = tmp_path / "splits.yaml"
-    recipe.write_text("model: popularity\nseeds: [0, 1]\ngrid:\n  dataset.params.resplit: [0, 1, 2]\n"
+    recipe.write_text("seeds: [0, 1]\ngrid:\n  model: [popularity, repeat-context]\n  dataset.params.resplit: [0, 1, 2]\n"
                       "dataset: {name: synthetic, params: {num_items: 60, train_dialogues: 30, valid_dialogues: 6, "
                       "test_dialogues: 6}}\n")
     code, out, err = run_bench("run", str(recipe), "--quiet")
     assert code == 0, err
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*/record.json")]
-    assert sorted((r["dataset"]["resplit"], r["config"]["seed"]) for r in records) == \
+    popularity = [r for r in records if r["config"]["model"]["name"] == "popularity"]
+    assert sorted((r["dataset"]["resplit"], r["config"]["seed"]) for r in popularity) == \
         [(k, s) for k in (0, 1, 2) for s in (0, 1)]
-    assert len({r["dataset"]["fingerprint"] for r in records}) == 3 and len({r["config_hash"] for r in records}) == 1
+    assert len({r["dataset"]["fingerprint"] for r in records}) == 3 and len({r["config_hash"] for r in popularity}) == 1
     code, out, err = run_bench("leaderboard", "--print")
     assert code == 0, err
-    [row] = [line for line in out.splitlines() if line.startswith("| popularity")][:1]
-    assert "| 3×2 |" in row
+    rows = [line for line in out.splitlines() if line.startswith("| popularity") or line.startswith("| repeat-context")]
+    assert rows and all("| 3×2 |" in row for row in rows)
     board = json.loads((tmp_path / "results" / "LEADERBOARD.json").read_text())
     standard = next(t for t in board if t["task"] == "rec" and t["setting"] == "standard")
-    [row] = standard["rows"]
+    assert len(standard["rows"]) == 2  # one table for all three splits, one row per model
+    row = next(r for r in standard["rows"] if r["model"] == "popularity")
     assert row["splits"] == [0, 1, 2] and row["seeds"] == [0, 0, 0, 1, 1, 1]
-    recalls = [r["metrics"]["rec"]["standard"]["recall@10"] for r in records]
+    recalls = [r["metrics"]["rec"]["standard"]["recall@10"] for r in popularity]
     assert row["metrics"]["recall@10"]["mean"] == pytest.approx(np.mean(recalls))
+    assert any("recall@10" in r["tied_with_best"] for r in standard["rows"])  # the bootstrap over splits ran
+    # `bench compare` pairs the two models split by split
+    runs = tmp_path / "results" / "runs"
+    code, out, err = run_bench("compare", str(runs / "*__popularity__*"), str(runs / "*__repeat-context__*"), "--json")
+    assert code == 0, err
+    assert "recall@10" in json.loads(out)["standard"]
 
 
 def lists(hits: list[bool], ids: list[str]) -> RankedLists:
