@@ -92,6 +92,9 @@ def build_parser(components: dict[str, list[str]] | None = None) -> argparse.Arg
                           f"slurm{choices('executors')}; remote executors skip cells whose complete record exists")
     run.add_argument("--executor-option", dest="executor_options", action="append", default=[], metavar="KEY=VALUE",
                      help="an executor parameter, e.g. workers=2 or partition=gpu (`bench plugins ray` lists them)")
+    run.add_argument("--processes", type=int, default=1, metavar="N",
+                     help="data-parallel training and evaluation in N processes on this machine (gloo on CPU, "
+                          "NCCL on CUDA); rank 0 writes the record (accelerate launch / torchrun of bench work too)")
     run.add_argument("--keep-going", action="store_true",
                      help="a failing cell does not stop the others; exit 2 with a summary of the failed cells")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
@@ -161,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     components = _run_help_components() if argv[:1] == ["run"] and ("-h" in argv or "--help" in argv) else None
     parser = build_parser(components)
     args = parser.parse_args(argv)
+    args.argv = argv
     handlers = {"run": cmd_run, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
                 "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate}
     try:
@@ -216,8 +220,12 @@ def _plugins(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from . import config as config_module
     from .loading import data_dir_from
-    from .runner import execute, preflight
+    from .runner import preflight
 
+    if args.processes != 1 or _world_size() > 1:
+        launched = _data_parallel(args)
+        if launched is not None:
+            return launched
     plugins = _plugins(args)
     recipe = config_module.load_recipe(args.recipe) if args.recipe else None
     flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "generator": args.generator,
@@ -242,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             quiet=args.quiet or executor.remote, catch=args.keep_going or executor.remote)
     outcome = executors.run_grid(executor, executors.cells_for(configs), job, args.results_dir,
                                  keep_going=args.keep_going, plugins=plugins,
-                                 on_record=lambda record: _print_summary(record, plugins.registries))
+                                 on_record=lambda record: _world_rank() == 0 and _print_summary(record, plugins.registries))
     if outcome.failures:
         print(f"bench: error: {outcome.summary()}", file=sys.stderr)
         return 2
@@ -266,6 +274,47 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"{tuning['best_value']:.4f} (valid) {tuning['best_params']}")
         _print_summary(record, plugins.registries)
     return 0
+
+
+def _world_size() -> int:
+    from .distributed import current
+
+    return current().size
+
+
+def _world_rank() -> int:
+    from .distributed import current
+
+    return current().rank
+
+
+def _data_parallel(args: argparse.Namespace) -> int | None:
+    """`--processes N`: launch N ranks of this command and return their status; inside a rank (launched here,
+    by `accelerate launch` or by torchrun), check the options and point ranks > 0 at a scratch results
+    directory, then return None to run."""
+    import tempfile
+
+    from .config import ConfigError
+    from .distributed import current, launch
+
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be a positive integer, got {args.processes}")
+    if args.resume or (args.executor or "local") != "local":
+        raise ConfigError("several processes train one run at a time: --resume and --executor are not supported "
+                          "with them")
+    world = current()
+    if world.size == 1:
+        argv = [a for i, a in enumerate(args.argv) if a != "--processes" and not a.startswith("--processes=")
+                and not (i > 0 and args.argv[i - 1] == "--processes")]
+        return launch(argv, args.processes)
+    if not world.main:
+        import atexit
+        import shutil
+
+        args.results_dir = Path(tempfile.mkdtemp(prefix=f"crs-bench-rank{world.rank}-"))
+        atexit.register(shutil.rmtree, args.results_dir, ignore_errors=True)
+        args.quiet = True
+    return None
 
 
 def _executor(plugins: Any, name: str | None, options: list[str]) -> Any:

@@ -232,6 +232,9 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
                    seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
                    components=components, metrics={**families["rec"], **families["conv"]})
     seeds = seed_everything(run.seed)
+    from .distributed import initialise
+
+    initialise(run.device)  # several processes (--processes, torchrun): join the process group
     try:
         t0 = time.perf_counter()
         with guard("build", Suspect.of(components["dataset"])):

@@ -188,6 +188,12 @@ def train(run: Any) -> TrainingState:
     loss_fn = plan.loss
     labels_all = torch.tensor([s.label for s in samples], dtype=torch.long)
 
+    from .distributed import current, shard, sum_gradients, sum_value
+
+    world = current()  # several processes: each takes a share of every batch, gradients summed (distributed.py)
+    if world.size > 1 and plan.min_batch > 1:
+        raise RunError(f"loss '{run.components['loss'].name}' compares samples within a batch: it cannot be "
+                       "split over processes (--processes 1)")
     suspects = [Suspect.of(run.components["model"], model), Suspect.of(run.components["loss"], loss_fn)]
     loss_what, model_name = suspects[1].what, run.components["model"].name
     while state.epoch < settings["epochs"] and state.bad_epochs < settings["patience"]:
@@ -208,16 +214,22 @@ def train(run: Any) -> TrainingState:
                 continue  # batch_min_2: e.g. DR-Loss ranks positives against the batch's negatives
             step = f"train step (epoch {epoch}, step {state.steps})"
             with guard(step, *suspects):
-                batch = model.make_batch(run.train_split, chunk)
-                labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
-                with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
-                    loss = model.training_loss(batch, labels, loss_fn)
-                value = float(loss.detach())  # the step's one host synchronisation
+                local = shard(chunk, world) if world.size > 1 else chunk
+                optimizer.zero_grad(set_to_none=True)
+                value = 0.0
+                if local:
+                    batch = model.make_batch(run.train_split, local)
+                    labels = torch.tensor([s.label for s in local], dtype=torch.long, device=device)
+                    with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
+                        loss = model.training_loss(batch, labels, loss_fn) * (len(local) / len(chunk))
+                    value = float(loss.detach())  # the step's one host synchronisation
+                    loss.backward()
+                if world.size > 1:
+                    value = sum_value(value, device)
+                    sum_gradients(list(model.parameters()))
                 if not math.isfinite(value):
                     raise PluginFailure(loss_what, step, f"non-finite training loss {value} (model '{model_name}'); "
                                         "lower train.lr or check the loss for log(0) or division by zero")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 if settings["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
                 optimizer.step()
