@@ -101,7 +101,8 @@ def gather_rows(rows: dict[int, Any], world: World) -> dict[int, Any]:
 
 def launch(argv: Sequence[str], processes: int) -> int:
     """Start `processes` copies of ``bench`` with `argv` (without --processes) on this machine and wait;
-    the exit status is rank 0's, or the first failing rank's."""
+    when one rank fails the others are stopped (they would wait for it forever). The exit status is 0,
+    or the first failing rank's."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -110,5 +111,17 @@ def launch(argv: Sequence[str], processes: int) -> int:
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
                "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
         children.append(subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], env=env))
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code != 0), 0)
+    import time
+
+    try:
+        while any(child.poll() is None for child in children):
+            if any(child.returncode not in (None, 0) for child in children):
+                break  # a failed rank leaves the others waiting in a collective: stop them
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        codes = [child.wait() for child in children]
+    failed = [code for code in codes if code > 0]  # stopped ranks have negative codes
+    return failed[0] if failed else (1 if any(codes) else 0)

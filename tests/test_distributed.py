@@ -37,3 +37,23 @@ def test_two_processes_give_the_one_process_results(run_bench, tmp_path):
 def test_processes_refuse_resume(run_bench, tmp_path):
     code, out, err = run_bench(*ARGS, "--processes", "2", "--resume", results=tmp_path / "r")
     assert code == 2 and "--resume and --executor are not supported" in err
+
+
+FAILING_RANK = '''
+import os
+from harness.api import hookimpl
+
+
+@hookimpl
+def crs_bench_epoch_end(run, epoch, metrics):
+    if os.environ.get("RANK") == "1":
+        raise SystemExit(3)  # rank 1 dies; rank 0 would wait for it in the next collective
+'''
+
+
+def test_a_failing_rank_stops_the_others(run_bench, tmp_path):
+    plugin = tmp_path / "failing.py"
+    plugin.write_text(FAILING_RANK)
+    code, out, err = run_bench(*ARGS, "--plugin", str(plugin), "--processes", "2", results=tmp_path / "r")
+    assert code != 0
+    assert not list((tmp_path / "r").glob("runs/*/record.json"))
