@@ -500,6 +500,8 @@ def _render_component(info: dict[str, Any]) -> str:
         lines.append(f"  set with:   --{singular} {info['name']} --set {singular}.params.KEY=VALUE")
     elif kind == "metrics":
         lines.append(f"  set with:   --set 'metrics=[..., {info['name']}]' --set metric_params.KEY=VALUE")
+    elif kind == "executors":
+        lines.append(f"  set with:   bench run RECIPE --executor {info['name']} --executor-option KEY=VALUE")
     return "\n".join(lines)
 
 
