@@ -69,6 +69,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CRS_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "RAY_memory_monitor_refresh_ms": "0",  # other processes' memory must not get the cells killed
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="bench-executors-") as scratch:
         root = Path(scratch)

@@ -66,6 +66,10 @@ def local_grid(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
+    import os
+
+    # a shared machine's other processes must not get our tasks killed by Ray's memory monitor
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

@@ -94,5 +94,5 @@ def check_data_dir(ray: Any, data_dir: str | None) -> None:
                        .remote(data_dir) for node in nodes])
     missing = [node.get("NodeManagerAddress", node["NodeID"]) for node, ok in zip(nodes, answers) if not ok]
     if missing:
-        raise DataError(f"data directory {data_dir} does not exist on Ray node(s) {', '.join(missing)}: put the "
-                       "datasets there (the same path on every node) or pass --data-dir")
+        raise DataError(data_dir, None, None, f"the data directory does not exist on Ray node(s) {', '.join(missing)}: "
+                        "put the datasets there (the same path on every node) or pass --data-dir")

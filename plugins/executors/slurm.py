@@ -46,7 +46,8 @@ class SlurmExecutor:
         import submitit
 
         if data_dir is not None and not Path(data_dir).is_dir():
-            raise DataError(f"data directory {data_dir} does not exist (the compute nodes read it at the same path)")
+            raise DataError(data_dir, None, None, "the data directory does not exist (the compute nodes read it at "
+                            "the same path)")
         executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         executor.update_parameters(**self.parameters(cells))
         jobs = executor.map_array(run, list(cells))  # one array job, one task per cell
