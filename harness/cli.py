@@ -87,9 +87,32 @@ def build_parser(components: dict[str, list[str]] | None = None) -> argparse.Arg
                      help="override any setting, e.g. --set train.lr=3e-4 --set model.params.dim=128 (defaults: "
                           + ", ".join(f"train.{k}={v}" for k, v in train.items()) + "; metrics=all registered)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    run.add_argument("--executor", default=None, metavar="NAME",
+                     help="run the grid's cells through this executor: local (default, one after another), ray, "
+                          f"slurm{choices('executors')}; remote executors skip cells whose complete record exists")
+    run.add_argument("--executor-option", dest="executor_options", action="append", default=[], metavar="KEY=VALUE",
+                     help="an executor parameter, e.g. workers=2 or partition=gpu (`bench plugins ray` lists them)")
+    run.add_argument("--processes", type=int, default=1, metavar="N",
+                     help="data-parallel training and evaluation in N processes on this machine (gloo on CPU, "
+                          "NCCL on CUDA); rank 0 writes the record (accelerate launch / torchrun of bench work too)")
+    run.add_argument("--keep-going", action="store_true",
+                     help="a failing cell does not stop the others; exit 2 with a summary of the failed cells")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     run.add_argument("--dry-run", action="store_true",
                      help="print the resolved configs (and each component's parameters with defaults) and exit")
+
+    tune = commands.add_parser("tune", parents=[common], help="Optuna search on the valid split (the recipe's "
+                               "'search' section), then the best trial's config tested once")
+    tune.add_argument("recipe", type=Path, help="a recipe with a 'search' section (benchmarks/*_tune_*.yaml)")
+    tune.add_argument("--trials", type=int, help="trials this process runs (default: search.trials; 0: only "
+                                                  "evaluate the best trial of the stored study)")
+    tune.add_argument("--storage", type=Path, help="the study's JournalStorage file (default: "
+                                                    "<cache-dir>/studies/<study>.journal); share it between workers")
+    tune.add_argument("--no-final", dest="final", action="store_false",
+                      help="run trials only (a worker); a later `bench tune --trials 0` tests the best once")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a setting of every trial")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
     board = commands.add_parser("leaderboard", parents=[common], help="rebuild results/LEADERBOARD.{md,csv,json}")
     board.add_argument("--check", action="store_true", help="exit 1 if the committed leaderboard is stale")
@@ -148,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     components = _run_help_components() if argv[:1] == ["run"] and ("-h" in argv or "--help" in argv) else None
     parser = build_parser(components)
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
-                "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate,
-                "samples": cmd_samples}
+    args.argv = argv
+    handlers = {"run": cmd_run, "tune": cmd_tune, "leaderboard": cmd_leaderboard, "plugins": cmd_plugins, "data": cmd_data,
+                "compare": cmd_compare, "rescore": cmd_rescore, "migrate": cmd_migrate, "samples": cmd_samples}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -204,8 +227,12 @@ def _plugins(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from . import config as config_module
     from .loading import data_dir_from
-    from .runner import execute, preflight
+    from .runner import preflight
 
+    if args.processes != 1 or _world_size() > 1:
+        launched = _data_parallel(args)
+        if launched is not None:
+            return launched
     plugins = _plugins(args)
     recipe = config_module.load_recipe(args.recipe) if args.recipe else None
     flags = {"model": args.model, "loss": args.loss, "augmenter": args.augmenter, "generator": args.generator,
@@ -221,12 +248,98 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(configs, indent=1))
         _print_resolved(configs, checked)
         return 0
-    data_dir = data_dir_from(args.data_dir)
-    for config in configs:
-        record = execute(config, plugins, results_dir=args.results_dir, data_dir=data_dir,
-                         cache_dir=args.cache_dir, resume=args.resume, quiet=args.quiet)
+    from . import executors
+
+    executor = _executor(plugins, args.executor, args.executor_options)
+    extra, disable = _plugin_options(args)
+    job = executors.job_for(extra, disable, data_dir_from(args.data_dir), args.cache_dir,
+                            results_dir=None if executor.remote else args.results_dir, resume=args.resume,
+                            quiet=args.quiet or executor.remote, catch=args.keep_going or executor.remote)
+    outcome = executors.run_grid(executor, executors.cells_for(configs), job, args.results_dir,
+                                 keep_going=args.keep_going, plugins=plugins,
+                                 on_record=lambda record: _world_rank() == 0 and _print_summary(record, plugins.registries))
+    if outcome.failures:
+        print(f"bench: error: {outcome.summary()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_recipe
+    from .loading import data_dir_from
+    from .tune import tune
+
+    if args.trials is not None and args.trials < 0:
+        raise ConfigError(f"--trials must be a non-negative integer, got {args.trials}")
+    plugins = _plugins(args)
+    record = tune(load_recipe(args.recipe), plugins, flags={}, overrides=args.overrides, trials=args.trials,
+                  results_dir=args.results_dir, data_dir=data_dir_from(args.data_dir), cache_dir=args.cache_dir,
+                  storage=args.storage, final=args.final, quiet=args.quiet)
+    if record is not None:
+        tuning = record["extra"]["tuning"]
+        print(f"best trial {tuning['best_trial']} of {len(tuning['trials'])}: {tuning['metric']}="
+              f"{tuning['best_value']:.4f} (valid) {tuning['best_params']}")
         _print_summary(record, plugins.registries)
     return 0
+
+
+def _world_size() -> int:
+    from .distributed import current
+
+    return current().size
+
+
+def _world_rank() -> int:
+    from .distributed import current
+
+    return current().rank
+
+
+def _data_parallel(args: argparse.Namespace) -> int | None:
+    """`--processes N`: launch N ranks of this command and return their status; inside a rank (launched here,
+    by `accelerate launch` or by torchrun), check the options and point ranks > 0 at a scratch results
+    directory, then return None to run."""
+    import tempfile
+
+    from .config import ConfigError
+    from .distributed import current, launch
+
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be a positive integer, got {args.processes}")
+    if args.resume or (args.executor or "local") != "local":
+        raise ConfigError("several processes train one run at a time: --resume and --executor are not supported "
+                          "with them")
+    world = current()
+    if world.size == 1:
+        argv = [a for i, a in enumerate(args.argv) if a != "--processes" and not a.startswith("--processes=")
+                and not (i > 0 and args.argv[i - 1] == "--processes")]
+        return launch(argv, args.processes)
+    if not world.main:
+        import atexit
+        import shutil
+
+        args.results_dir = Path(tempfile.mkdtemp(prefix=f"crs-bench-rank{world.rank}-"))
+        atexit.register(shutil.rmtree, args.results_dir, ignore_errors=True)
+        args.quiet = True
+    return None
+
+
+def _executor(plugins: Any, name: str | None, options: list[str]) -> Any:
+    """The named executor built with its ``--executor-option`` values, checked against its interface."""
+    from .api.conformance import check
+    from .api.interfaces import Executor
+    from .config import ConfigError, parse_override, validate_params
+    from .executors import DEFAULT_EXECUTOR
+    from .runner import lookup
+
+    component = lookup(plugins, "executors", name or DEFAULT_EXECUTOR)
+    params = dict(parse_override(text) for text in options)
+    validate_params("executor", component.name, component.resolve(), params, skip=0)
+    try:
+        built = component.build(**params)
+    except ValueError as error:  # a parameter out of range: the executor's own one-line message
+        raise ConfigError(f"--executor-option: {error}") from None
+    return check(built, Executor, component.describe())
 
 
 def _print_resolved(configs: list[dict[str, Any]], checked: list[tuple[dict[str, Any], Any]]) -> None:
@@ -394,6 +507,8 @@ def _render_component(info: dict[str, Any]) -> str:
         lines.append(f"  set with:   --{singular} {info['name']} --set {singular}.params.KEY=VALUE")
     elif kind == "metrics":
         lines.append(f"  set with:   --set 'metrics=[..., {info['name']}]' --set metric_params.KEY=VALUE")
+    elif kind == "executors":
+        lines.append(f"  set with:   bench run RECIPE --executor {info['name']} --executor-option KEY=VALUE")
     return "\n".join(lines)
 
 

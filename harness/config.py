@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
 # Keys that do not change what is measured: excluded from the config hash.
 NON_SEMANTIC_KEYS = ("seed", "device")
 
-RECIPE_ONLY_KEYS = ("seeds", "grid", "description")
+RECIPE_ONLY_KEYS = ("seeds", "grid", "description", "search")
 
 
 class ConfigError(ValueError):
@@ -74,6 +74,7 @@ class Recipe:
     grid: dict[str, list[Any]]
     description: str = ""
     lines: dict[str, int] = field(default_factory=dict)  # key path ('grid.train.lr[2]') -> line
+    search: Any = None  # `bench tune`'s search space, read by `harness.tune` (None: not a tuning recipe)
 
     def where(self, dotted: str) -> str:
         """'file:line' of a key path, or of its closest enclosing key, so errors point at the recipe."""
@@ -171,6 +172,7 @@ def load_recipe(path: str | Path) -> Recipe:
     seeds = data.pop("seeds", None)
     grid = data.pop("grid", None) or {}
     description = data.pop("description", "") or ""
+    search = data.pop("search", None)
     if seeds is not None:
         _check_seeds(seeds, locate)
     _check_grid_shape(grid, locate)
@@ -179,7 +181,7 @@ def load_recipe(path: str | Path) -> Recipe:
     settings = _normalise(data, source=path, locate=locate)
     for key in grid:
         _check_key(key.split("."), source=path, dotted=key, mark=locate(f"grid.{key}"))
-    return Recipe(path, settings, seeds, grid, description, lines)
+    return Recipe(path, settings, seeds, grid, description, lines, search)
 
 
 def _check_seeds(seeds: Any, locate: Callable[[str], str]) -> None:
@@ -458,6 +460,7 @@ def _check_types(config: dict[str, Any], origins: dict[str, _Origin] | None = No
         if problem:
             raise _origin_of(origins, f"train.{key}").error(problem)
     _check_top_level(config, origins)
+    _check_resplit(config, origins)
     _check_tiers(config["tiers"], origins)
     if metric_param_names is not None:
         check_metric_params(config["metric_params"], metric_param_names, origins)
@@ -483,6 +486,19 @@ def _check_top_level(config: dict[str, Any], origins: dict[str, _Origin] | None)
     for key, problem in problems.items():
         if problem:
             raise _origin_of(origins, key).error(problem)
+
+
+def _check_resplit(config: dict[str, Any], origins: dict[str, _Origin] | None) -> None:
+    """``dataset.params.resplit`` is a split index (`harness.resplit`); 0, the official split, is dropped so
+    that official runs keep their config hash and run id."""
+    params = config["dataset"]["params"]
+    if "resplit" not in params:
+        return
+    problem = _integer_problem(params["resplit"], 0)
+    if problem:
+        raise _origin_of(origins, "dataset.params.resplit").error(problem + " (a split index; 0: the official split)")
+    if params["resplit"] == 0:
+        del params["resplit"]
 
 
 def _metrics_problem(metrics: Any) -> str | None:
@@ -698,7 +714,8 @@ def _yaml_hint(value: Any, expected: Any) -> str:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of the canonical config without the seed and the device (same experiment, other seed).
+    """SHA-256 of the canonical config without the seed, the device and the split index
+    (``dataset.params.resplit``): the same experiment on another seed or split.
 
     Settings at their empty value (None or {}) are left out, so adding an optional setting to the
     defaults never renames existing runs. Credentials in URLs are redacted first, as in the record, so
@@ -706,6 +723,9 @@ def config_hash(config: dict[str, Any]) -> str:
     from .provenance import redact
 
     semantic = {k: v for k, v in redact(config).items() if k not in NON_SEMANTIC_KEYS and v is not None and v != {}}
+    if "resplit" in (semantic.get("dataset") or {}).get("params", {}):  # a split index varies like the seed
+        semantic["dataset"] = {**semantic["dataset"], "params": {
+            k: v for k, v in semantic["dataset"]["params"].items() if k != "resplit"}}
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -37,13 +37,17 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
     """Score each distinct context once (batched, on the model's device) and take the top 50 per setting."""
     import torch
 
+    from .distributed import current, gather_rows, shard
+
     contexts, _ = context_representatives(split.rec_samples)
+    world = current()  # several processes: each ranks a strided share of the contexts, gathered below
+    positions = shard(range(len(contexts)), world) if world.size > 1 else list(range(len(contexts)))
     tops: dict[str, list[np.ndarray]] = {setting: [] for setting in settings}
     if model.trainable:
         model.eval()
     with torch.no_grad():
-        for start in range(0, len(contexts), batch_size):
-            chunk = contexts[start:start + batch_size]
+        for start in range(0, len(positions), batch_size):
+            chunk = [contexts[i] for i in positions[start:start + batch_size]]
             scores = model.scores(model.make_batch(split, chunk)).float()
             if "standard" in tops:
                 tops["standard"].append(top_items(scores, LIST_LENGTH).cpu().numpy())
@@ -52,6 +56,13 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
                 tops["novel"].append(top_items(scores, LIST_LENGTH, excluded).cpu().numpy())
             if progress is not None:
                 progress.update(len(chunk))
+    if world.size > 1:  # every rank gets every context's lists, in context order
+        mine = {setting: np.concatenate(parts) if parts else np.zeros((0, LIST_LENGTH), dtype=np.int64)
+                for setting, parts in tops.items()}
+        rows = gather_rows({position: {s: mine[s][row] for s in mine} for row, position in enumerate(positions)},
+                           world)
+        tops = {setting: [np.stack([rows[i][setting] for i in range(len(contexts))])] if contexts else []
+                for setting in settings}
     return lists_from_tops(split.rec_samples, {setting: (np.concatenate(parts) if parts else
                                                           np.zeros((0, LIST_LENGTH), dtype=np.int64))
                                                for setting, parts in tops.items()})

@@ -17,7 +17,7 @@ from typing import Any
 
 # positional arguments the harness passes before the parameters (datasets: data_dir; models... : ctx)
 FACTORY_POSITIONAL = {"datasets": 1, "models": 1, "losses": 1, "augmenters": 1, "retrievers": 1, "generators": 1,
-                      "metrics": 0, "llm_backends": 0}
+                      "metrics": 0, "llm_backends": 0, "executors": 0}
 HARNESS_KEYWORDS = {"llm_backends": {"cache_dir"}}  # keywords the harness passes itself
 REQUIRED = "(required)"
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from .api.interfaces import OutputsMetricFamily
 from .api.metrics import COUNT, HIGHER, INFO, LOWER, MetricSpec
+from .resplit import split_of, table_fingerprint
 from .results import iter_records
 
 OUTPUT_STEM = "LEADERBOARD"
@@ -63,6 +64,7 @@ class Row:
     values: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     run_dirs: list[Path] = field(default_factory=list)
+    splits: list[int] = field(default_factory=list)  # each run's split index (`harness.resplit`), as `seeds`
     samples: int | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # conv: test_samples and subset of the record's summary
 
@@ -146,14 +148,15 @@ def build_tables(runs: Iterable[tuple[Path | None, dict[str, Any]]], registries:
     tables: dict[tuple, list[Table]] = {}
     for run_dir, record in runs:
         dataset = record["dataset"]
+        fingerprint = table_fingerprint(dataset)
         for task, settings in record["metrics"].items():
             families = {name: identity for name, identity in record["metric_families"].items()
                         if identity["task"] == task}
             for setting, values in settings.items():
-                group = tables.setdefault((dataset["name"], dataset["fingerprint"], task, setting), [])
+                group = tables.setdefault((dataset["name"], fingerprint, task, setting), [])
                 table = next((t for t in group if _compatible(t, families)), None)
                 if table is None:
-                    table = Table(dataset["name"], dataset["fingerprint"], task, setting, declarations=declarations)
+                    table = Table(dataset["name"], fingerprint, task, setting, declarations=declarations)
                     group.append(table)
                 table.families.update(families)
                 _add_run(table, run_dir, record, values, _sample_count(record, task, setting))
@@ -189,9 +192,11 @@ def _add_run(table: Table, run_dir: Path | None, record: dict[str, Any], values:
         row = Row(label, record["config_hash"], samples=samples,
                   facts={key: summary[key] for key in ("test_samples", "subset") if key in summary})
         table.rows.append(row)
-    if record["config"]["seed"] in row.seeds:
+    seed, split = record["config"]["seed"], split_of(record)
+    if (split, seed) in zip(row.splits, row.seeds):
         return
-    row.seeds.append(record["config"]["seed"])
+    row.seeds.append(seed)
+    row.splits.append(split)
     if run_dir is not None:
         row.run_dirs.append(run_dir)
     for metric, value in values.items():
@@ -228,8 +233,7 @@ def mark_ties_with_best(tables: list[Table], resamples: int = 1000) -> None:
         tested = _tested_columns(table)
         if not tested:
             continue
-        stored = {position: [read_samples(run_dir) for run_dir in sorted(row.run_dirs)]
-                  for position, row in enumerate(table.rows)}
+        stored = {position: _samples_by_split(row, read_samples) for position, row in enumerate(table.rows)}
         compare = _rec_comparer(table, stored) if table.task == "rec" else _conv_comparer(table, stored)
         for family_name, columns in tested.items():
             component = table.declarations.factories[family_name]
@@ -263,40 +267,69 @@ def _tested_columns(table: Table) -> dict[str, list[str]]:
     return tested
 
 
-def _rec_comparer(table: Table, stored: dict[int, list[list[dict[str, Any]]]]):
+Stored = dict[int, dict[int, list[list[dict[str, Any]]]]]  # row position -> split -> its runs' sample rows
+
+
+def _samples_by_split(row: Row, read: Any) -> dict[int, list[list[dict[str, Any]]]]:
+    """A row's stored samples grouped by split (`harness.resplit`), runs in directory order within each."""
+    grouped: dict[int, list[list[dict[str, Any]]]] = {}
+    for run_dir, split in sorted(zip(row.run_dirs, row.splits)):
+        grouped.setdefault(split, []).append(read(run_dir))
+    return grouped
+
+
+def _rec_comparer(table: Table, stored: Stored):
+    """Rows compared by a paired bootstrap over test samples; over several splits, samples are drawn
+    within each split and the splits' values averaged (`paired_bootstrap_splits`)."""
     import numpy as np
 
     from .evaluation import lists_from_rows
     from .ranking import MetricContext
-    from .significance import paired_bootstrap
+    from .significance import paired_bootstrap, paired_bootstrap_splits
 
-    rows = {position: [[r for r in run if r.get("setting") == table.setting and "top" in r] for run in runs]
-            for position, runs in stored.items()}
+    rows = {position: {split: [[r for r in run if r.get("setting") == table.setting and "top" in r] for run in runs]
+                       for split, runs in splits.items()} for position, splits in stored.items()}
     # one native-id -> index map for the whole table, so that labels compare across runs
-    ids = sorted({item for runs in rows.values() for run in runs for r in run for item in [r["label"], *r["top"]]})
-    lists = {position: [lists_from_rows(run, ids)[table.setting] for run in runs] for position, runs in rows.items()}
+    ids = sorted({item for splits in rows.values() for runs in splits.values() for run in runs for r in run
+                  for item in [r["label"], *r["top"]]})
+    lists = {position: {split: [lists_from_rows(run, ids)[table.setting] for run in runs]
+                        for split, runs in splits.items()} for position, splits in rows.items()}
     ctx = MetricContext(num_items=len(ids), popularity=np.zeros(len(ids)), tiers=np.zeros(len(ids)))
     cache: dict[tuple, dict] = {}
 
     def compare(family: Any, best: int, other: int, resamples: int) -> dict:
         key = (id(family), best, other)
         if key not in cache:
-            same = all(run.sample_ids == lists[best][0].sample_ids for run in lists[best] + lists[other])
-            cache[key] = paired_bootstrap(lists[best], lists[other], ctx, [family], resamples=resamples) if same else {}
+            a, b = lists[best], lists[other]
+            same = sorted(a) == sorted(b) and all(run.sample_ids == a[split][0].sample_ids
+                                                  for split in a for run in a[split] + b[split])
+            if not same:
+                cache[key] = {}
+            elif len(a) == 1:
+                [split] = a
+                cache[key] = paired_bootstrap(a[split], b[split], ctx, [family], resamples=resamples)
+            else:
+                order = sorted(a)
+                cache[key] = paired_bootstrap_splits([a[s] for s in order], [b[s] for s in order], ctx, [family],
+                                                     resamples=resamples)
         return cache[key]
 
     return compare
 
 
-def _conv_comparer(table: Table, stored: dict[int, list[list[dict[str, Any]]]]):
+def _conv_comparer(table: Table, stored: Stored):
+    """Conversation rows: tested on one split only (rows over several splits are left unmarked)."""
     from .significance import paired_bootstrap_text
 
+    single = {position: next(iter(splits.values())) for position, splits in stored.items() if len(splits) == 1}
     responses = {position: [[r for r in run if r.get("task") == "conv"] for run in runs]
-                 for position, runs in stored.items()}
+                 for position, runs in single.items()}
     cache: dict[tuple, dict] = {}
 
     def compare(family: Any, best: int, other: int, resamples: int) -> dict:
         key = (id(family), best, other)
+        if best not in responses or other not in responses or stored[best].keys() != stored[other].keys():
+            return {}
         if key not in cache:
             reference = responses[best][0]
             ids = [r["id"] for r in reference]
@@ -370,6 +403,15 @@ def _samples_text(table: Table) -> str:
     return f"{samples}{total} test responses (subset: {facts.get('subset', '?')})"
 
 
+def _runs_text(row: Row) -> str:
+    """The n column: the seed count, or 'splits×seeds' when the row spans resampled splits."""
+    splits = sorted(set(row.splits))
+    if splits in ([], [0]):
+        return str(len(row.seeds))
+    seeds = len(set(row.seeds))
+    return f"{len(splits)}×{seeds}" if len(row.seeds) == len(splits) * seeds else f"{len(row.seeds)} runs"
+
+
 def _table_lines(table: Table, wanted: Sequence[str] | None = None, with_published: bool = True) -> list[str]:
     present = set(table.metrics)
     columns = [m for m in wanted if m in present] if wanted else table.columns()
@@ -381,7 +423,7 @@ def _table_lines(table: Table, wanted: Sequence[str] | None = None, with_publish
     for position, row in enumerate(table.rows):
         cells = [_cell(row, metric, table.best(metric), position in table.ties_with_best.get(metric, ()))
                  for metric in columns]
-        lines.append("| " + " | ".join(row.label[k] for k in label_kinds) + f" | {len(row.seeds)} | "
+        lines.append("| " + " | ".join(row.label[k] for k in label_kinds) + f" | {_runs_text(row)} | "
                      + " | ".join(cells) + " |")
     lines.append("")
     if with_published:
@@ -431,6 +473,7 @@ def render_json(tables: list[Table]) -> str:
         "dataset": t.dataset, "fingerprint": t.fingerprint, "task": t.task, "setting": t.setting,
         "metric_families": t.families,
         "rows": [{**r.label, "config_hash": r.config_hash, "seeds": sorted(r.seeds), "counts": r.counts,
+                  **({"splits": sorted(set(r.splits))} if any(r.splits) else {}),
                   "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None},
                   "tied_with_best": sorted(m for m, tied in t.ties_with_best.items() if i in tied)}
                  for i, r in enumerate(t.rows)],

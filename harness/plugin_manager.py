@@ -67,6 +67,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.metrics.conversation",
     "plugins.metrics.rec_in_response",
     "plugins.metrics.judge",
+    "plugins.executors",
 )
 HOOK_NAMES: tuple[str, ...] = tuple(sorted(name for name, spec in vars(hookspecs).items()
                                            if name.startswith("crs_bench_") and callable(spec)))

@@ -33,6 +33,7 @@ def dataset_summary(dataset: Dataset, run: Any) -> dict[str, Any]:
             "rec_samples": {s: len(chosen.rec_samples_for(s)) for s in SETTINGS},
             "conv_samples": len(chosen.conv_samples),
         }
-    return {"name": dataset.name, "fingerprint": dataset.fingerprint, "num_items": dataset.num_items,
+    return {"name": dataset.name, "fingerprint": dataset.fingerprint, "resplit": dataset.info.get("resplit", 0),
+            "num_items": dataset.num_items,
             "splits": splits, "popularity": run.stats.summary() if run.stats else None,
             "info": dataset.info}

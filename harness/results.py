@@ -47,8 +47,10 @@ class RecordError(ValueError):
 
 
 def run_id_for(config: dict[str, Any], config_hash: str) -> str:
+    split = (config["dataset"].get("params") or {}).get("resplit", 0)  # not in the hash: in the id
     parts = [config["dataset"]["name"], config["model"]["name"], config["loss"]["name"],
-             config["augmenter"]["name"], f"seed{config['seed']}", config_hash[:10]]
+             config["augmenter"]["name"], *([f"split{split}"] if split else []), f"seed{config['seed']}",
+             config_hash[:10]]
     return "__".join(part.replace("/", "-") for part in parts)
 
 

@@ -73,8 +73,11 @@ def components_for(plugins: Plugins, config: dict[str, Any]) -> dict[str, Compon
     }
     if config.get("generator") is not None:
         chosen["generator"] = lookup(plugins, "generators", config["generator"]["name"])
+    from .resplit import loader_params
+
     for kind, component in chosen.items():
-        config_module.validate_params(kind, component.name, component.resolve(), config[kind]["params"], skip=1)
+        params = loader_params(config[kind]["params"]) if kind == "dataset" else config[kind]["params"]
+        config_module.validate_params(kind, component.name, component.resolve(), params, skip=1)
     check_compatible(chosen["loss"], chosen["model"], stats_available=True)
     return chosen
 
@@ -180,9 +183,12 @@ def augment(run: RunState, component: Component, plugins: Plugins, dataset: Data
 
 
 def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data_dir: Path | None = None,
-            cache_dir: Path = Path(".cache"), resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+            cache_dir: Path = Path(".cache"), resume: bool = False, quiet: bool = False,
+            validate_only: bool = False) -> dict[str, Any]:
     """Run one resolved config end to end and return the written record (under ``--resume``, a complete
-    record of the same config is returned without running).
+    record of the same config is returned without running). With `validate_only` (a `bench tune` trial)
+    the run stops after training: it returns ``{"run_id", "training"}`` with the selected weights' valid
+    metrics, and neither touches the test split nor writes a record.
 
     A run that fails in plugin code (`PluginFailure`) keeps its last epoch checkpoint when the failure is
     resumable (an observer, the test-time stages, a record hook) and otherwise leaves nothing behind: its
@@ -203,7 +209,7 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
     try:
         run_directory.remove_orphans(run_dir)
         return _execute(config, plugins, components, families, digest, run_id, run_dir, data_dir=data_dir,
-                        cache_dir=cache_dir, resume=resume, quiet=quiet, started=started)
+                        cache_dir=cache_dir, resume=resume, quiet=quiet, started=started, validate_only=validate_only)
     except PluginFailure as failure:
         if not failure.outcome:
             failure.outcome = run_directory.settle_failure(run_dir, keep=failure.resumable)
@@ -217,7 +223,8 @@ def execute(config: dict[str, Any], plugins: Plugins, *, results_dir: Path, data
 
 def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Component],
              families: dict[str, dict[str, Any]], digest: str, run_id: str, run_dir: Path, *,
-             data_dir: Path | None, cache_dir: Path, resume: bool, quiet: bool, started: float) -> dict[str, Any]:
+             data_dir: Path | None, cache_dir: Path, resume: bool, quiet: bool, started: float,
+             validate_only: bool = False) -> dict[str, Any]:
     from . import evaluation, loading, provenance, record as record_module
     from .seeding import seed_everything
 
@@ -225,6 +232,9 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
                    seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
                    components=components, metrics={**families["rec"], **families["conv"]})
     seeds = seed_everything(run.seed)
+    from .distributed import initialise
+
+    initialise(run.device)  # several processes (--processes, torchrun): join the process group
     try:
         t0 = time.perf_counter()
         with guard("build", Suspect.of(components["dataset"])):
@@ -286,6 +296,8 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
                           default_loss=config_module.DEFAULTS["loss"]["name"])
         notify(plugins, "crs_bench_stage_finish", "stage hook", resumable=True, run=run, stage="train",
                summary=training_summary)
+        if validate_only:  # a tuning trial: the test split stays unseen
+            return {"run_id": run_id, "training": {**training_summary, "valid_metrics": run.validate()}}
 
         notify(plugins, "crs_bench_stage_start", "stage hook", resumable=True, run=run, stage="test")
         t0 = time.perf_counter()

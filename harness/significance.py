@@ -177,13 +177,25 @@ def paired_bootstrap(lists_a: RankedLists | Sequence[RankedLists], lists_b: Rank
     seeds). All lists must hold the same samples in the same order, with the same contexts.
     Returns ``{key: {unit, a, b, delta, low, high, p, significant, resamples}}`` for every numeric key.
     """
+    results: dict[str, dict[str, Any]] = {}
+    for side_a, side_b in _rec_sides(lists_a, lists_b, ctx, metrics, resamples, seed):
+        results.update(_compare(side_a, side_b))
+    return results
+
+
+Side = list[dict[str, tuple[str, float, np.ndarray]]]  # per run: key -> (unit, observed, [R] resampled)
+
+
+def _rec_sides(lists_a: RankedLists | Sequence[RankedLists], lists_b: RankedLists | Sequence[RankedLists],
+               ctx: MetricContext, metrics: Sequence[Any], resamples: int, seed: int) -> list[tuple[Side, Side]]:
+    """Per family, both sides' observed and resampled values under one shared set of draws."""
     runs_a, runs_b = _as_runs(lists_a), _as_runs(lists_b)
     reference = runs_a[0]
     for position, lists in enumerate([*runs_a, *runs_b]):
         _check_same_samples(reference, lists, position)
     sizes = {"samples": reference.n_samples, "contexts": reference.n_contexts}
     weights = _Draws(sizes, resamples, seed)
-    results: dict[str, dict[str, Any]] = {}
+    sides = []
     for family in metrics:
         if isinstance(family, BootstrapTerms):
             side_a = [_term_values(family.bootstrap_terms(lists, ctx), weights) for lists in runs_a]
@@ -192,8 +204,41 @@ def paired_bootstrap(lists_a: RankedLists | Sequence[RankedLists], lists_b: Rank
             unit = family.resampling_unit if isinstance(family, ResamplingUnit) else "samples"
             side_a = [_recompute_rec(family, lists, ctx, unit, weights) for lists in runs_a]
             side_b = [_recompute_rec(family, lists, ctx, unit, weights) for lists in runs_b]
-        results.update(_compare(side_a, side_b))
-    return results
+        sides.append((side_a, side_b))
+    return sides
+
+
+def paired_bootstrap_splits(splits_a: Sequence[Sequence[RankedLists]], splits_b: Sequence[Sequence[RankedLists]],
+                            ctx: MetricContext | Sequence[MetricContext], metrics: Sequence[Any],
+                            resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The paired bootstrap of runs over resampled splits (`harness.resplit`): one stratum per split.
+
+    ``splits_a[s]`` are side A's runs (seeds) on split s, on the same samples as ``splits_b[s]``; `ctx` is
+    one context for all splits or one per split (each split's tiers come from its own training split).
+    Units are drawn within each split (split s with seed ``seed + s``, shared by both sides), each split's
+    values are averaged over its seeds and the splits are averaged: the statistic the leaderboard reports,
+    with a test sample never drawn into another split's resample."""
+    if len(splits_a) != len(splits_b) or not splits_a:
+        raise ValueError(f"both sides need the same splits, got {len(splits_a)} and {len(splits_b)}")
+    contexts = [ctx] * len(splits_a) if isinstance(ctx, MetricContext) else list(ctx)
+    strata_a: Side = []
+    strata_b: Side = []
+    for offset, (runs_a, runs_b) in enumerate(zip(splits_a, splits_b)):
+        merged_a: dict[str, tuple[str, float, np.ndarray]] = {}
+        merged_b: dict[str, tuple[str, float, np.ndarray]] = {}
+        for side_a, side_b in _rec_sides(list(runs_a), list(runs_b), contexts[offset], metrics, resamples,
+                                         seed + offset):
+            merged_a.update(_seed_mean(side_a))
+            merged_b.update(_seed_mean(side_b))
+        strata_a.append(merged_a)
+        strata_b.append(merged_b)
+    return _compare(strata_a, strata_b)
+
+
+def _seed_mean(side: Side) -> dict[str, tuple[str, float, np.ndarray]]:
+    """One split's values averaged over its seeds, as `_compare` averages them."""
+    return {key: (unit, float(np.mean([run[key][1] for run in side])),
+                  np.mean([run[key][2] for run in side], axis=0)) for key, (unit, _, _) in side[0].items()}
 
 
 def _as_runs(lists: RankedLists | Sequence[RankedLists]) -> list[RankedLists]:

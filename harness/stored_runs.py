@@ -130,23 +130,42 @@ def compare(runs_a: StoredRun | Sequence[StoredRun], runs_b: StoredRun | Sequenc
     so the interval covers test-sample noise for the seed-averaged model, not seed noise alone. When every
     run has conversation rows, their responses are compared too, under ``conv/<setting>`` (`compare_conv`);
     what could not be compared is appended to `notes`."""
-    from .significance import paired_bootstrap
+    from .significance import paired_bootstrap, paired_bootstrap_splits
 
     runs_a = [runs_a] if isinstance(runs_a, StoredRun) else list(runs_a)
     runs_b = [runs_b] if isinstance(runs_b, StoredRun) else list(runs_b)
     every = [*runs_a, *runs_b]
-    fingerprints = {run.record["dataset"]["fingerprint"] for run in every}
-    if len(fingerprints) > 1:
-        raise RunError("runs are on different data (dataset fingerprints differ): they cannot be paired")
+    strata = _strata(runs_a, runs_b)
     names = set.intersection(*(set(run.record["metric_families"]) for run in every))
     built = metric_families.build(plugins.registries, runs_a[0].record["config"], runs_a[0].cache_dir)
     families = [family.instance for name, family in built["rec"].items() if name in names]
     settings = [s for s in runs_a[0].lists if all(s in run.lists for run in every)]
+    if len(strata) > 1:  # resampled splits: samples drawn within each split (`paired_bootstrap_splits`)
+        return {setting: paired_bootstrap_splits(
+            [[run.lists[setting] for run in a] for a, _ in strata], [[run.lists[setting] for run in b] for _, b in strata],
+            [a[0].metric_ctx for a, _ in strata], families, resamples=resamples, seed=seed) for setting in settings}
     result = {setting: paired_bootstrap([run.lists[setting] for run in runs_a], [run.lists[setting] for run in runs_b],
                                         runs_a[0].metric_ctx, families, resamples=resamples, seed=seed)
               for setting in settings}
     result.update(compare_conv(runs_a, runs_b, built["conv"], resamples, seed, notes))
     return result
+
+
+def _strata(runs_a: list[StoredRun], runs_b: list[StoredRun]) -> list[tuple[list[StoredRun], list[StoredRun]]]:
+    """Both sides' runs grouped by dataset fingerprint (one group per resampled split, in split order);
+    every group needs runs of both sides, and several groups must be splits of the same data."""
+    from .resplit import split_of, table_fingerprint
+
+    groups: dict[str, tuple[list[StoredRun], list[StoredRun]]] = {}
+    for side, runs in enumerate((runs_a, runs_b)):
+        for run in runs:
+            groups.setdefault(run.record["dataset"]["fingerprint"], ([], []))[side].append(run)
+    every = [*runs_a, *runs_b]
+    if len(groups) > 1 and (len({table_fingerprint(run.record["dataset"]) for run in every}) > 1
+                            or any(not a or not b for a, b in groups.values())):
+        raise RunError("runs are on different data (dataset fingerprints differ; resampled splits pair only when "
+                       "both sides have runs on every split): they cannot be paired")
+    return sorted(groups.values(), key=lambda pair: split_of(pair[0][0].record))
 
 
 def compare_conv(runs_a: Sequence[StoredRun], runs_b: Sequence[StoredRun], built: dict[str, metric_families.Family],

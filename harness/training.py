@@ -97,6 +97,11 @@ def epoch_order(seed: int, epoch: int, count: int, sampler: Any = None, labels: 
     return torch.randperm(count, generator=generator)
 
 
+def non_finite_loss(value: float, where: str, lr_setting: str = "train.lr") -> str:
+    """The one message for a non-finite training loss: where it happened and which learning rate to lower."""
+    return f"non-finite training loss {value} {where}; lower {lr_setting} or check the loss for log(0) or division by zero"
+
+
 def optimisation_step(loss: Any, optimizer: Any, scheduler: Any, parameters: Any, grad_clip: float,
                       where: str, lr_setting: str = "train.lr") -> float:
     """Backward, optional gradient clipping, optimizer and schedule step; returns the loss value, read once
@@ -106,8 +111,7 @@ def optimisation_step(loss: Any, optimizer: Any, scheduler: Any, parameters: Any
 
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise FloatingPointError(f"non-finite training loss {value} {where}; lower {lr_setting} or check the loss "
-                                 "for log(0) or division by zero")
+        raise FloatingPointError(non_finite_loss(value, where, lr_setting))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
@@ -191,6 +195,12 @@ def train(run: Any) -> TrainingState:
     loss_fn = plan.loss
     labels_all = torch.tensor([s.label for s in samples], dtype=torch.long)
 
+    from .distributed import current, shard, sum_gradients, sum_value
+
+    world = current()  # several processes: each takes a share of every batch, gradients summed (distributed.py)
+    if world.size > 1 and plan.min_batch > 1:
+        raise RunError(f"loss '{run.components['loss'].name}' compares samples within a batch: it cannot be "
+                       "split over processes (--processes 1)")
     suspects = [Suspect.of(run.components["model"], model), Suspect.of(run.components["loss"], loss_fn)]
     loss_what, model_name = suspects[1].what, run.components["model"].name
     while state.epoch < settings["epochs"] and state.bad_epochs < settings["patience"]:
@@ -211,15 +221,25 @@ def train(run: Any) -> TrainingState:
                 continue  # batch_min_2: e.g. DR-Loss ranks positives against the batch's negatives
             step = f"train step (epoch {epoch}, step {state.steps})"
             with guard(step, *suspects):
-                batch = model.make_batch(run.train_split, chunk)
-                labels = torch.tensor([s.label for s in chunk], dtype=torch.long, device=device)
-                with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
-                    loss = model.training_loss(batch, labels, loss_fn)
-                try:
-                    value = optimisation_step(loss, optimizer, scheduler, model.parameters(), settings["grad_clip"],
-                                              f"(model '{model_name}')")
-                except FloatingPointError as error:  # the loss computed it: name the loss plugin
-                    raise PluginFailure(loss_what, step, str(error)) from error
+                local = shard(chunk, world) if world.size > 1 else chunk
+                optimizer.zero_grad(set_to_none=True)
+                value = 0.0
+                if local:
+                    batch = model.make_batch(run.train_split, local)
+                    labels = torch.tensor([s.label for s in local], dtype=torch.long, device=device)
+                    with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
+                        loss = model.training_loss(batch, labels, loss_fn) * (len(local) / len(chunk))
+                    value = float(loss.detach())  # the step's one host synchronisation
+                    loss.backward()
+                if world.size > 1:
+                    value = sum_value(value, device)
+                    sum_gradients(list(model.parameters()))
+                if not math.isfinite(value):
+                    raise PluginFailure(loss_what, step, non_finite_loss(value, f"(model '{model_name}')"))
+                if settings["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+                optimizer.step()
+                scheduler.step()
             total += value
             batches += 1
             state.steps += 1

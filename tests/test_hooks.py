@@ -17,7 +17,7 @@ HOOK_NAMES = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.is
 
 
 def test_every_hook_is_documented_and_tested():
-    assert len(HOOK_NAMES) == 18  # 8 registration (one per component kind) + 2 stage + 8 lifecycle hooks
+    assert len(HOOK_NAMES) == 19  # 9 registration (one per component kind) + 2 stage + 8 lifecycle hooks
     assert {kind.hook for kind in KINDS} | set(hookspecs.STAGE_HOOKS) <= set(HOOK_NAMES)
     for name in HOOK_NAMES:
         spec = getattr(hookspecs, name)
@@ -188,6 +188,10 @@ def test_crs_bench_register_generators(tmp_path):
 
 def test_crs_bench_register_llm_backends(tmp_path):
     _check_registration("llm_backends", tmp_path)
+
+
+def test_crs_bench_register_executors(tmp_path):
+    _check_registration("executors", tmp_path)
 
 
 COUNTING_PLUGIN = '''

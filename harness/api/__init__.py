@@ -7,7 +7,7 @@ plugin manager. Importing it is cheap: numpy-backed helpers (`RankedLists`, `Met
 
 * interfaces (`interfaces.py`): `DatasetFactory`, `Recommender`, `TrainableRecommender`, `Loss` and its
   capabilities, `Augmenter`, `RankingMetricFamily` / `ConversationMetricFamily`, `LLMBackend`, `Retriever`,
-  `ResponseGenerator`;
+  `ResponseGenerator`, `Executor` (grids; with the `Cell` and `CellResult` it passes);
 * hooks (`hookspecs.py`): registration, stage (``crs_bench_train``, ``crs_bench_predict``) and lifecycle;
 * component kinds (`kinds.py`), metric declarations (`metrics.py`), the build context and run state
   (`context.py`), the data model (`harness.data`).
@@ -21,7 +21,7 @@ from ..data import Catalogue, ConvSample, DataError, Dataset, Dialogue, Knowledg
 from ..popularity import ItemStatistics
 from .conformance import ConformanceError, LossPlan
 from .context import RunContext, RunState
-from .interfaces import (Augmenter, BootstrapTerms, ConversationMetricFamily, ConvOutputs, OutputsMetricFamily, DatasetFactory, Describable,
+from .interfaces import (Augmenter, BootstrapTerms, Cell, CellResult, Executor, ConversationMetricFamily, ConvOutputs, OutputsMetricFamily, DatasetFactory, Describable,
                          IdentifiedMetricFamily, OutputsBootstrapTerms,
                          EpochHookLoss, LLMBackend, LogitsTraining, Loss, ModuleLoss, RankingMetricFamily,
                          Recommender, ResamplingUnit, ResponseGenerator, Retriever, ScoreAdjustingLoss, TextBootstrapTerms,
@@ -59,6 +59,6 @@ __all__ = [
     "EpochHookLoss", "ScoreAdjustingLoss", "WeightedSamplingLoss", "Augmenter", "RankingMetricFamily",
     "ConversationMetricFamily", "ConvOutputs", "OutputsMetricFamily", "OutputsBootstrapTerms",
     "IdentifiedMetricFamily", "BootstrapTerms", "ResamplingUnit", "TextBootstrapTerms", "LLMBackend", "Retriever",
-    "ResponseGenerator", "Describable", "MetricSpec", "MetricParam", "HIGHER", "LOWER", "COUNT", "INFO",
+    "ResponseGenerator", "Executor", "Cell", "CellResult", "Describable", "MetricSpec", "MetricParam", "HIGHER", "LOWER", "COUNT", "INFO",
     *_LAZY,
 ]

@@ -104,6 +104,14 @@ def crs_bench_register_generators(registry: "Registry") -> None:
     ``generate``), attached to any recommender with the config's ``generator`` setting."""
 
 
+@hookspec
+def crs_bench_register_executors(registry: "Registry") -> None:
+    """Register grid executors: ``factory(**params)`` returns an `Executor` that runs the cells of a
+    recipe's grid (in this process, on a Ray cluster, as Slurm job arrays) and yields their results;
+    ``bench run --executor NAME`` picks one. The driver writes every record, so workers need no shared
+    results directory."""
+
+
 # --- stages ---------------------------------------------------------------------------------
 
 

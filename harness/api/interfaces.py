@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # torch stays out of `import harness.api`
     import numpy as np
@@ -304,3 +304,51 @@ class Describable(Protocol):
     """Optional for every component: resolved settings for the record (``components.<kind>.details``)."""
 
     def describe(self) -> dict[str, Any]: ...
+
+
+# --- grids --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell of a recipe: a resolved config (defaults filled in, as the record stores it), its
+    position in the recipe and its run id. Plain data, so it pickles to any worker."""
+
+    index: int
+    run_id: str
+    config: dict[str, Any]
+
+    @property
+    def device(self) -> str:
+        """The device the config asks for (``auto``, ``cpu``, ``cuda[:i]``): what an executor reserves."""
+        return str(self.config.get("device", "auto"))
+
+
+@dataclass
+class CellResult:
+    """What a cell sends back: its record (None when it failed) with the per-sample rows when the driver
+    must write them (a remote worker), or the one-line error of a failed cell."""
+
+    index: int
+    run_id: str
+    record: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs the cells of a grid and yields one `CellResult` per cell as each finishes, in any order.
+
+    ``run(cell)`` is a picklable callable the harness supplies: it runs the cell where it is called and
+    never raises for a failing cell (its error is in the result). A `remote` executor runs it elsewhere
+    (a Ray task, a Slurm array job); the driver then writes the records. When the caller stops iterating
+    (a failure without ``--keep-going``), the executor cancels what has not finished. ``data_dir`` is
+    the dataset directory the cells read: a remote executor checks it exists where cells run, before any
+    cell starts."""
+
+    remote: bool
+
+    def map(self, run: Callable[[Cell], CellResult], cells: Sequence[Cell], *,
+            data_dir: str | None) -> Iterator[CellResult]: ...

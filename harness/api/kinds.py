@@ -37,6 +37,8 @@ KINDS: tuple[ComponentKind, ...] = (
                   "factory(ctx: RunContext, **params) -> Retriever"),
     ComponentKind("generators", "generator", "crs_bench_register_generators", "ResponseGenerator",
                   "factory(ctx: RunContext, **params) -> ResponseGenerator"),
+    ComponentKind("executors", "executor", "crs_bench_register_executors", "Executor",
+                  "factory(**params) -> Executor"),
 )
 
 BY_REGISTRY: dict[str, ComponentKind] = {kind.registry: kind for kind in KINDS}
