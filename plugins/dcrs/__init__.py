@@ -1,0 +1,12 @@
+"""DCRS (SYSTEMS.md §8): retrieved training dialogues as demonstrations for the recommender (`dcrs`) and the
+response generator (`dcrs-lm`). Registered lazily: importing this module imports no torch."""
+from __future__ import annotations
+
+from harness.api import hookimpl
+
+
+@hookimpl
+def crs_bench_register_models(registry) -> None:
+    registry.add("dcrs", "plugins.dcrs.model:DCRS",
+                 "DCRS: top-m training demonstrations (simcse/bm25/dense/random retriever) attended by the hybrid's "
+                 "context vector; presets paper (simcse) and released (random).", version="1")
