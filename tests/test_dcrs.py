@@ -245,8 +245,8 @@ def test_a_tiny_run_from_the_cli(run_bench, tmp_path):
                                "--set", "model.params.preset=released", "--set", "model.params.dim=16",
                                "--set", "model.params.max_tokens=64")
     assert code == 0, err
-    [path] = (tmp_path / "results" / "runs").glob("*/record.json")
-    record = json.loads(path.read_text())
-    details = record["components"]["model"]["details"]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*/record.json")]
+    assert len(records) == 1
+    record, details = records[0], records[0]["components"]["model"]["details"]
     assert details["preset"] == "released" and details["demonstrations"]["retriever"] == "random"
     assert 0.0 <= record["metrics"]["rec"]["standard"]["recall@10"] <= 1.0
