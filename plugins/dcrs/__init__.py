@@ -10,3 +10,10 @@ def crs_bench_register_models(registry) -> None:
     registry.add("dcrs", "plugins.dcrs.model:DCRS",
                  "DCRS: top-m training demonstrations (simcse/bm25/dense/random retriever) attended by the hybrid's "
                  "context vector; presets paper (simcse) and released (random).", version="1")
+
+
+@hookimpl
+def crs_bench_register_generators(registry) -> None:
+    registry.add("dcrs-lm", "plugins.dcrs.speaker:DemonstrationLM",
+                 "The lm generator with DCRS demonstrations (retrieved training context turn + response) written "
+                 "before the dialogue; presets released (bm25) and paper (simcse).", version="1")

@@ -21,7 +21,6 @@ recommendation loaders use); `retriever` overrides either.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Sequence
 
@@ -34,6 +33,7 @@ from plugins.models.blocks import pad
 from plugins.models.hybrid import Hybrid
 
 from .demonstrations import PRESETS, DemonstrationIndex, merge_entities, rec_pool, resolve_retriever
+from .signature import extended
 
 
 class DemonstrationAttention(nn.Module):
@@ -129,10 +129,4 @@ class DCRS(Hybrid):
                                "hybrid backbone (frozen MiniLM vector + R-GCN) instead of KGPrompt + a decoder"]}
 
 
-def _signature() -> inspect.Signature:
-    own = list(inspect.signature(DCRS.__init__).parameters.values())[1:-1]  # ctx + DCRS's own
-    base = list(inspect.signature(Hybrid.__init__).parameters.values())[2:]  # hybrid's, after self and ctx
-    return inspect.Signature(own + base)
-
-
-DCRS.__signature__ = _signature()
+DCRS.__signature__ = extended(DCRS.__init__, Hybrid.__init__)
