@@ -7,9 +7,9 @@ from harness.api import hookimpl
 
 @hookimpl
 def crs_bench_register_models(registry) -> None:
-    registry.add("dcrs", "plugins.dcrs.model:DCRS",
-                 "DCRS: top-m training demonstrations (simcse/bm25/dense/random retriever) attended by the hybrid's "
-                 "context vector; presets paper (simcse) and released (random).", version="1")
+    registry.add("dcrs", "plugins.dcrs.factory:build_dcrs",
+                 "DCRS: top-m training demonstrations (simcse/bm25/dense/random) attended by the hybrid context vector, or "
+                 "their entities added to UniCRS prompts (backbone prompt-lm); presets paper (simcse) / released (random).", version="1")
 
 
 @hookimpl

@@ -162,21 +162,36 @@ class DemonstrationIndex:
         return result
 
     def for_samples(self, split: Split, samples: Sequence[Any], whole: Sequence[Any] = ()) -> np.ndarray:
-        """[B, m] demonstrations of each sample's context (dialogue_index, turn). The first time a split's
-        context is missing, every context of `whole` (the split's samples) and `samples` is retrieved in one
-        search, so a split costs one search however it is batched."""
-        keys = [(split.name, split.dialogues[s.dialogue_index].id, s.turn) for s in samples]
+        """[B, m] demonstrations of each sample's context (its dialogue_index and turn); see `for_contexts`."""
+        return self.for_contexts(split, [(s.dialogue_index, s.turn) for s in samples],
+                                 [(s.dialogue_index, s.turn) for s in whole])
+
+    def for_contexts(self, split: Split, contexts: Sequence[tuple[int, int]],
+                     whole: Sequence[tuple[int, int]] = ()) -> np.ndarray:
+        """[B, m] demonstrations of the contexts ``split.dialogues[d].turns[:t]`` for (d, t) in `contexts`.
+        The first time a context is missing, every context of `whole` (e.g. the split's samples) and of
+        `contexts` is retrieved in one search, so a split costs one search however it is batched."""
+        keys = [(split.name, split.dialogues[d].id, t) for d, t in contexts]
         if any(key not in self._rows for key in keys):
             todo: dict[tuple[str, str, int], tuple[int, int]] = {}
-            for sample in list(whole) + list(samples):
-                key = (split.name, split.dialogues[sample.dialogue_index].id, sample.turn)
+            for d, t in list(whole) + list(contexts):
+                key = (split.name, split.dialogues[d].id, t)
                 if key not in self._rows and key not in todo:
-                    todo[key] = (sample.dialogue_index, sample.turn)
+                    todo[key] = (d, t)
             positions = list(todo.values())
             entities = [_entities(split.dialogues[d].turns[:t]) for d, t in positions]
             found = self.retrieve(split, positions, entities)
             self._rows.update({key: row for key, row in zip(todo, found)})
         return np.stack([self._rows[key] for key in keys]) if keys else np.zeros((0, self.m), dtype=np.int64)
+
+    def retrieved_entities(self, row: Sequence[int], item_entities: Sequence[int]) -> list[int]:
+        """The demonstrations' context entities and labelled items (as KG entities), best demonstration first."""
+        out: list[int] = []
+        for position in row:
+            if position >= 0:
+                entry = self.pool[position]
+                out += [*entry.entities, *(item_entities[i] for i in entry.items)]
+        return out
 
     def describe(self) -> dict[str, Any]:
         details = self.retriever.describe() if hasattr(self.retriever, "describe") else {}

@@ -96,13 +96,7 @@ class DCRS(Hybrid):
         return batch
 
     def retrieved_entities(self, row: Sequence[int]) -> list[int]:
-        """The demonstrations' context entities and labelled items (as KG entities), best demonstration first."""
-        out: list[int] = []
-        for position in row:
-            if position >= 0:
-                entry = self.pool[position]
-                out += [*entry.entities, *(self.item_entity_ids[i] for i in entry.items)]
-        return out
+        return self.index.retrieved_entities(row, self.item_entity_ids)
 
     def demonstration_vectors(self, batch: dict[str, Any], entities: torch.Tensor | None) -> torch.Tensor:
         """d_j [B, m, dim] of the batch's demonstrations (module docstring)."""

@@ -22,7 +22,6 @@ stage), so it is deterministic for a given seed. Scoring is exactly the backbone
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any
 
 import numpy as np
@@ -188,15 +187,10 @@ def build_lumicrs(ctx: RunContext, backbone: str = "hybrid", **params: Any) -> A
         from .prompt_lm import LumiCRSPromptLM
 
         factory = LumiCRSPromptLM
-    accepted = set(list(inspect.signature(factory).parameters)[1:])
-    # a run stores every parameter of the union signature at its default: the other backbone's defaults are
-    # dropped, and only a value someone set for the other backbone is refused
-    defaults = {p.name: p.default for p in build_lumicrs.__signature__.parameters.values() if p.default is not p.empty}
-    wrong = sorted(name for name in set(params) - accepted
-                   if name not in defaults or json.dumps(params[name]) != json.dumps(defaults[name], default=str))
-    if wrong:
-        raise TypeError(f"lumicrs backbone '{backbone}' has no parameter '{wrong[0]}'")
-    return factory(ctx, **{name: value for name, value in params.items() if name in accepted})
+    from plugins.models.backbones import backbone_params
+
+    accepted = list(inspect.signature(factory).parameters)[1:]
+    return factory(ctx, **backbone_params("lumicrs", backbone, params, accepted, build_lumicrs.__signature__))
 
 
 def _lumicrs_signature() -> inspect.Signature:
