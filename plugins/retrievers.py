@@ -36,31 +36,45 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """([Q, k] ids, [Q, k] scores) of the k highest scores per row, best first, ties by ascending id.
 
     -inf scores are never returned: those slots (and any beyond the row's length) get id -1, score -inf.
-    Exact without a full sort: a partition finds each row's k-th value, every score above it is kept, and
-    of the scores equal to it the lowest ids fill the remaining slots.
+    Exact without a full sort: `torch.topk` (zero-copy over the numpy block) takes k + 1 candidates per row;
+    where the k-th and (k + 1)-th are equal (a tie across the boundary, whose members topk picks in no defined
+    order) the row is redone by `_exact_rows`; the k kept are then ordered by score, ties by ascending id.
     """
+    import torch
+
     rows, n = scores.shape
     out_ids = np.full((rows, k), -1, dtype=np.int64)
     out_scores = np.full((rows, k), -np.inf, dtype=np.float32)
     take = min(k, n)
     if rows == 0 or take == 0:
         return out_ids, out_scores
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    values, ids = torch.topk(torch.from_numpy(scores), min(take + 1, n), dim=1)
+    values, ids = values.numpy(), ids.numpy()
     if take < n:
-        kth = np.partition(scores, n - take, axis=1)[:, n - take][:, None]  # the take-th largest per row
-        above = scores > kth
-        tied = scores == kth
-        need = take - above.sum(axis=1, keepdims=True)
-        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-    else:
-        chosen = np.ones_like(scores, dtype=bool)
-    ids = np.nonzero(chosen)[1].reshape(rows, take)  # exactly `take` per row, in ascending id order
+        crowded = np.flatnonzero(values[:, take - 1] == values[:, take])
+        ids = ids[:, :take].copy()
+        if len(crowded):
+            ids[crowded] = _exact_rows(scores[crowded], take)
+    ids = np.sort(ids, axis=1)  # ascending id, then a stable sort by score keeps equal scores in that order
     picked = np.take_along_axis(scores, ids, axis=1)
-    order = np.argsort(-picked, axis=1, kind="stable")  # stable: equal scores keep ascending ids
+    order = np.argsort(-picked, axis=1, kind="stable")
     ids, picked = np.take_along_axis(ids, order, axis=1), np.take_along_axis(picked, order, axis=1)
     valid = np.isfinite(picked)
     out_ids[:, :take] = np.where(valid, ids, -1)
     out_scores[:, :take] = np.where(valid, picked, -np.inf)
     return out_ids, out_scores
+
+
+def _exact_rows(scores: np.ndarray, take: int) -> np.ndarray:
+    """[R, take] ids of rows with a tie at the k-th value: every score above it, then the lowest ids of
+    the scores equal to it (a partition finds it; no full sort)."""
+    n = scores.shape[1]
+    kth = np.partition(scores, n - take, axis=1)[:, n - take][:, None]
+    above, tied = scores > kth, scores == kth
+    need = take - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    return np.nonzero(chosen)[1].reshape(len(scores), take)
 
 
 def check_exclude(queries: Sequence[Any], exclude: Sequence[Sequence[int]] | None) -> None:
