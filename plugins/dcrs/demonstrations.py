@@ -5,8 +5,9 @@
   (`conv` purpose: context and response). Valid and test dialogues never enter it.
 * **Leakage**: a query from the training split never retrieves an entry of its own conversation (same
   dialogue id); queries of valid and test search the whole pool.
-* **Search**: the contexts of a whole split are retrieved in one `Retriever.search` call (one matrix
-  product for `dense` / `simcse`, one bm25s call for `bm25`), the first time the split is seen.
+* **Search** (D1 in docs/dcrs.md): the top m pool entries by the retriever's similarity. The contexts of a
+  whole split are retrieved in one `Retriever.search` call (one matrix product for `dense` / `simcse`, one
+  bm25s call for `bm25`), the first time the split is seen.
 * **Cache**: the [Q, m] demonstration ids of a split are stored under ``<cache_dir>/dcrs-demonstrations/``
   keyed by the dataset fingerprint, the retriever (name, parameters, and the seed for `random`), m, and a
   digest of pool and queries; the retrieval time per 1,000 queries measured when they were computed is

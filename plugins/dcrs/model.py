@@ -2,19 +2,20 @@
 
 For each context c the m most similar training turns are retrieved (`demonstrations.DemonstrationIndex`; never
 from c's own conversation when c is a training context). Each demonstration j is encoded from its context, its
-response and its labelled items (paper §3.2, the demonstration as context + response + answer):
+response and its labelled items (the paper's demonstration: a retrieved context with its response and
+recommended items; docs/dcrs.md numbers the equations D1-D5, this file implements D2-D3):
 
-    d_j = W_c t(ctx_j) + W_r t(resp_j) + mean_{y ∈ Y_j} e_y               (t: the frozen sentence encoder,
+    (D2)  d_j = W_c t(ctx_j) + W_r t(resp_j) + mean_{y ∈ Y_j} e_y        (t: the frozen sentence encoder,
                                                                           e_y: the hybrid's item vectors)
 and attended by the hybrid's fused context representation u (`Hybrid.represent`):
 
-    α = softmax_j( (W_q u)·d_j / √dim )  over the retrieved j;   r = Σ_j α_j d_j;   u' = u + W_o r
+    (D3)  α = softmax_j( (W_q u)·d_j / √dim )  over the retrieved j;   r = Σ_j α_j d_j;   u' = u + W_o r
 
 with W_o initialised at zero, so the untrained model is the hybrid and training learns how much the
 demonstrations add; a context without demonstrations has r = 0. The item head scores u' as the hybrid scores u.
-`demo_entities=True` also applies DCRS's prompt-side rule (paper Eq. for the entity prompt, SYSTEMS.md §8
-"injection for recommendation"): the demonstrations' context entities and labelled items are appended to the
-context entities, truncated to the last `max_context_entities` so they are kept (`merge_entities`).
+`demo_entities=True` also applies DCRS's prompt-side rule (D4; SYSTEMS.md §8 "injection for recommendation"):
+the demonstrations' context entities and labelled items are appended to the context entities, truncated to the
+last `max_context_entities` so they are kept (`merge_entities`).
 
 Presets (recorded): ``paper`` retrieves with `simcse`, ``released`` with `random` (what the released
 recommendation loaders use); `retriever` overrides either.

@@ -2,7 +2,7 @@
 recommendation"). KGPrompt is unchanged; the context entity list of every recommendation input (the
 recommendation stage's training batches, validation and test) becomes
 
-    context entities ++ unique(demonstration context entities ++ demonstration label items),
+    (D4)  context entities ++ unique(demonstration context entities ++ demonstration label items),
 
 truncated to the last ``max_context_entities`` (`demonstrations.merge_entities`), so the retrieved entities
 are kept. Pre-training and the conversation prompt are UniCRS's (the paper's soft-token demonstrations of the

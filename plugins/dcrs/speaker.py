@@ -1,8 +1,8 @@
 """`dcrs-lm`: the `lm` generator conditioned on retrieved training demonstrations, as text in the prompt.
 
-DCRS conditions its response generator on n retrieved (context, response) pairs (SYSTEMS.md §8, "injection
-for conversation"; the paper feeds them as soft tokens of a frozen encoder). Here they are written into the
-prompt, before the dialogue (`PROMPT_FORMAT`), so the `lm` generator's fine-tuning, selection and decoding stay
+DCRS conditions its response generator on n retrieved (context, response) pairs (D5 in docs/dcrs.md; SYSTEMS.md
+§8, "injection for conversation"; the paper feeds them as soft tokens of a frozen encoder). Here they are written
+into the prompt, before the dialogue (`PROMPT_FORMAT`), so the `lm` generator's fine-tuning, selection and decoding stay
 exactly those of `plugins.generators.lm` and the comparison with `lm` (same parameters, no demonstrations)
 isolates the demonstrations. Each demonstration is the last context turn of a training conversation sample
 and its response with titles in place, at most `max_demo_tokens` tokens (the response keeps up to half, the
