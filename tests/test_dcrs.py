@@ -189,6 +189,8 @@ def test_bad_retriever_and_demonstration_count_are_one_line_errors(ctx):
         index(ctx, "tfidf")
     with pytest.raises(ValueError, match=r"m >= 1"):
         index(ctx, "bm25", m=0)
+    with pytest.raises(ValueError, match=r"retriever 'bm25' has no parameter 'k3' \(accepted: b, k1"):
+        index(ctx, "bm25", k3=1)
 
 
 # ------------------------------------------------------------------------------------------ retrievers, runs

@@ -99,8 +99,11 @@ class DemonstrationIndex:
             raise ValueError(f"dcrs found no training {purpose} demonstration to index")
         if ctx.registries is None:
             raise RuntimeError("dcrs builds its retriever by name: ctx.registries is missing")
+        from harness.config import validate_params
+
         component = ctx.registries.retrievers.get(retriever)
         self.name, self.params, self.m, self.purpose = retriever, dict(params or {}), m, purpose
+        validate_params("retriever", retriever, component.resolve(), self.params, skip=1)  # one-line error
         self.retriever = component.build(ctx, **self.params)
         if not isinstance(self.retriever, Retriever):
             raise ConformanceError(f"{component.describe()} does not implement Retriever (index, search)")
