@@ -252,3 +252,19 @@ def test_a_tiny_run_from_the_cli(run_bench, tmp_path):
     record, details = records[0], records[0]["components"]["model"]["details"]
     assert details["preset"] == "released" and details["demonstrations"]["retriever"] == "random"
     assert 0.0 <= record["metrics"]["rec"]["standard"]["recall@10"] <= 1.0
+
+
+def test_top_k_is_exact_with_many_ties_and_minus_infinity():
+    from plugins.retrievers import top_k
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(200, 30)).astype(np.float32)  # heavy ties at every boundary
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    scores[0] = -np.inf
+    for k in (1, 3, 29, 40):
+        ids, values = top_k(scores, k)
+        for row in range(len(scores)):
+            ranked = sorted((-s, j) for j, s in enumerate(scores[row]) if np.isfinite(s))[:k]
+            want = [j for _, j in ranked] + [-1] * (k - len(ranked))
+            assert ids[row].tolist() == want
+            assert np.array_equal(values[row][:len(ranked)], [-s for s, _ in ranked])
