@@ -32,6 +32,7 @@ from harness.api import RunContext
 from harness.data import RecSample, Split
 from plugins.models.blocks import pad
 from plugins.models.hybrid import Hybrid
+from plugins.models.text_encoder import context_text
 
 from .demonstrations import PRESETS, DemonstrationIndex, merge_entities, rec_pool, resolve_retriever
 from .signature import extended
@@ -55,6 +56,8 @@ class DemonstrationAttention(nn.Module):
 
 
 class DCRS(Hybrid):
+    """The hybrid whose context vector attends over the retrieved demonstrations (D2, D3)."""
+
     def __init__(self, ctx: RunContext, preset: str = "paper", retriever: str | None = None,
                  retriever_params: dict[str, Any] | None = None, demonstrations: int = 3,
                  demo_entities: bool = False, **hybrid: Any):
@@ -68,8 +71,6 @@ class DCRS(Hybrid):
         dim = self.text_proj.out_features
         train = ctx.train
         contexts = [train.dialogues[e.dialogue_index].turns[:e.turn] for e in self.pool]
-        from plugins.models.text_encoder import context_text
-
         # the frozen encoder's vectors of every demonstration (cached on disk), one row per pool entry + padding
         context_vectors = torch.from_numpy(self.text.encode([context_text(t) for t in contexts]))
         response_vectors = torch.from_numpy(self.text.encode([e.response for e in self.pool]))
