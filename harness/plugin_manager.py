@@ -60,6 +60,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.generators",
     "plugins.lumicrs",
     "plugins.mscrs",
+    "plugins.dcrs",
     "plugins.unicrs",
     "plugins.gcrs",
     "plugins.metrics.recall",

@@ -1,4 +1,5 @@
-"""Built-in retrievers (kind ``retrievers``): ``dense``, cosine similarity over frozen sentence-encoder vectors.
+"""Built-in retrievers (kind ``retrievers``): ``dense`` (cosine over frozen sentence-encoder vectors), ``bm25``
+(`plugins.retrieval_bm25`), ``simcse`` (`plugins.retrieval_simcse`) and ``random`` (the seeded control).
 
 Why the text encoder's own cache: encoding dominates the cost on CPU, and `TextEncoder.encode` already keys
 its disk cache by the SHA-256 of each text, so a corpus indexed once (the training contexts, which bert-rec
@@ -10,7 +11,7 @@ on the order a partial sort happens to visit them.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -35,31 +36,77 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """([Q, k] ids, [Q, k] scores) of the k highest scores per row, best first, ties by ascending id.
 
     -inf scores are never returned: those slots (and any beyond the row's length) get id -1, score -inf.
-    Exact without a full sort: a partition finds each row's k-th value, every score above it is kept, and
-    of the scores equal to it the lowest ids fill the remaining slots.
+    Exact without a full sort: `torch.topk` (zero-copy over the numpy block) takes k + 1 candidates per row;
+    where the k-th and (k + 1)-th are equal (a tie across the boundary, whose members topk picks in no defined
+    order) the row is redone by `_exact_rows`; the k kept are then ordered by score, ties by ascending id.
     """
+    import torch
+
     rows, n = scores.shape
     out_ids = np.full((rows, k), -1, dtype=np.int64)
     out_scores = np.full((rows, k), -np.inf, dtype=np.float32)
     take = min(k, n)
     if rows == 0 or take == 0:
         return out_ids, out_scores
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    values, ids = torch.topk(torch.from_numpy(scores), min(take + 1, n), dim=1)
+    values, ids = values.numpy(), ids.numpy()
     if take < n:
-        kth = np.partition(scores, n - take, axis=1)[:, n - take][:, None]  # the take-th largest per row
-        above = scores > kth
-        tied = scores == kth
-        need = take - above.sum(axis=1, keepdims=True)
-        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-    else:
-        chosen = np.ones_like(scores, dtype=bool)
-    ids = np.nonzero(chosen)[1].reshape(rows, take)  # exactly `take` per row, in ascending id order
+        crowded = np.flatnonzero(values[:, take - 1] == values[:, take])
+        ids = ids[:, :take].copy()
+        if len(crowded):
+            ids[crowded] = _exact_rows(scores[crowded], take)
+    ids = np.sort(ids, axis=1)  # ascending id, then a stable sort by score keeps equal scores in that order
     picked = np.take_along_axis(scores, ids, axis=1)
-    order = np.argsort(-picked, axis=1, kind="stable")  # stable: equal scores keep ascending ids
+    order = np.argsort(-picked, axis=1, kind="stable")
     ids, picked = np.take_along_axis(ids, order, axis=1), np.take_along_axis(picked, order, axis=1)
     valid = np.isfinite(picked)
     out_ids[:, :take] = np.where(valid, ids, -1)
     out_scores[:, :take] = np.where(valid, picked, -np.inf)
     return out_ids, out_scores
+
+
+def _exact_rows(scores: np.ndarray, take: int) -> np.ndarray:
+    """[R, take] ids of rows with a tie at the k-th value: every score above it, then the lowest ids of
+    the scores equal to it (a partition finds it; no full sort)."""
+    n = scores.shape[1]
+    kth = np.partition(scores, n - take, axis=1)[:, n - take][:, None]
+    above, tied = scores > kth, scores == kth
+    need = take - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    return np.nonzero(chosen)[1].reshape(len(scores), take)
+
+
+def check_exclude(queries: Sequence[Any], exclude: Sequence[Sequence[int]] | None) -> None:
+    if exclude is not None and len(exclude) != len(queries):
+        raise ValueError(f"exclude has {len(exclude)} rows for {len(queries)} queries")
+
+
+def mask_excluded(scores: np.ndarray, rows: Sequence[Sequence[int]]) -> None:
+    """Set ``scores[q, rows[q]]`` to -inf in place, with one fancy-index assignment."""
+    lengths = [len(r) for r in rows]
+    if sum(lengths):
+        flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows if len(r)])
+        scores[np.repeat(np.arange(len(rows)), lengths), flat] = -np.inf
+
+
+def blocked_top_k(score_block: Callable[[int, int], np.ndarray], queries: int, corpus: int, k: int,
+                  exclude: Sequence[Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` over the [Q, N] scores that ``score_block(start, stop)`` returns (a fresh array) for query rows
+    start..stop, taken in blocks of at most `QUERY_BLOCK_CELLS` scores, with ``exclude[q]`` masked first."""
+    if corpus == 0 or queries == 0:
+        return top_k(np.zeros((queries, 0), dtype=np.float32), k)
+    block = max(1, QUERY_BLOCK_CELLS // corpus)
+    ids, scores = [], []
+    for start in range(0, queries, block):
+        stop = min(queries, start + block)
+        part = np.asarray(score_block(start, stop), dtype=np.float32)  # a fresh array: masked in place
+        if exclude is not None:
+            mask_excluded(part, exclude[start:stop])
+        found = top_k(part, k)
+        ids.append(found[0])
+        scores.append(found[1])
+    return np.concatenate(ids), np.concatenate(scores)
 
 
 class DenseRetriever:
@@ -81,8 +128,7 @@ class DenseRetriever:
         without a candidate (k larger than what is left) hold id -1 and score -inf."""
         if self.vectors is None:
             raise RuntimeError("DenseRetriever.search called before index()")
-        if exclude is not None and len(exclude) != len(queries):
-            raise ValueError(f"exclude has {len(exclude)} rows for {len(queries)} queries")
+        check_exclude(queries, exclude)
         if not len(queries):
             return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
         return self.search_vectors(self.encoder.encode(list(queries)), k, exclude)
@@ -92,23 +138,8 @@ class DenseRetriever:
         """`search` for already encoded queries [Q, d]."""
         assert self.vectors is not None
         queries = _unit_rows(queries)
-        n = self.vectors.shape[0]
-        if n == 0:
-            return top_k(np.zeros((len(queries), 0), dtype=np.float32), k)
-        block = max(1, QUERY_BLOCK_CELLS // n)
-        ids, scores = [], []
-        for start in range(0, len(queries), block):
-            part = queries[start:start + block] @ self.vectors.T  # [q, N]: the whole corpus at once
-            if exclude is not None:
-                rows = exclude[start:start + block]
-                lengths = [len(r) for r in rows]
-                if sum(lengths):
-                    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows if len(r)])
-                    part[np.repeat(np.arange(len(rows)), lengths), flat] = -np.inf
-            found = top_k(part, k)
-            ids.append(found[0])
-            scores.append(found[1])
-        return np.concatenate(ids), np.concatenate(scores)
+        return blocked_top_k(lambda start, stop: queries[start:stop] @ self.vectors.T,  # [q, N]: all at once
+                             len(queries), self.vectors.shape[0], k, exclude)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "dense", "similarity": "cosine", "search": "exact (matrix product + top-k)",
@@ -125,7 +156,47 @@ def dense_retriever(ctx: RunContext, encoder: str = "all-MiniLM-L6-v2", max_toke
                                  "encoder_cache": text.key})
 
 
+class RandomRetriever:
+    """Uniform random documents (`harness.api.Retriever`): the control DCRS's released recommendation
+    loaders actually use (SYSTEMS.md §8). A random score matrix takes the place of the similarities, so
+    exclusion, blocking and tie rules are exactly the dense retriever's; block b of a search draws from
+    ``default_rng([seed, b])``, so the same queries in the same order always get the same documents."""
+
+    def __init__(self, seed: int = 0):
+        self.seed, self.size = int(seed), None
+
+    def index(self, corpus: Sequence[str]) -> None:
+        self.size = len(corpus)
+
+    def search(self, queries: Sequence[str], k: int,
+               exclude: Sequence[Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.size is None:
+            raise RuntimeError("RandomRetriever.search called before index()")
+        check_exclude(queries, exclude)
+        n = self.size
+
+        def draw(start: int, stop: int) -> np.ndarray:
+            return np.random.default_rng([self.seed, start]).random((stop - start, n), dtype=np.float32)
+
+        return blocked_top_k(draw, len(queries), n, k, exclude)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "random", "seed": self.seed, "draw": "uniform scores from numpy default_rng([seed, "
+                "first query of the block]); top-k of them", "corpus": self.size}
+
+
+def random_retriever(ctx: RunContext, seed: int | None = None) -> RandomRetriever:
+    """The `random` retriever, seeded by `seed` (default: the run seed)."""
+    return RandomRetriever(ctx.seed if seed is None else seed)
+
+
 @hookimpl
 def crs_bench_register_retrievers(registry) -> None:
     registry.add("dense", dense_retriever,
                  "Exact cosine search over cached sentence-encoder vectors (default all-MiniLM-L6-v2).")
+    registry.add("bm25", "plugins.retrieval_bm25:bm25_retriever",
+                 "BM25 (bm25s, Lucene variant) over lower-cased word tokens; one library call per batch.")
+    registry.add("simcse", "plugins.retrieval_simcse:simcse_retriever",
+                 "Dense search with the sentence encoder fine-tuned by unsupervised SimCSE on the indexed corpus "
+                 "(bounded steps, cached by corpus and settings).")
+    registry.add("random", random_retriever, "Seeded uniform random documents: the control of demonstration retrieval.")

@@ -27,8 +27,9 @@ TINY = {
     "linear-context": {"dim": 8},
     "unicrs": {"preset": "test-tiny", "rec_softmax": "items"},  # catalogue logits: every loss applies
     "gcrs": {"preset": "test-tiny"},
+    "dcrs": {"dim": 8, "num_bases": 2, "max_tokens": 32, "retriever": "random"},
 }
-TEXT_MODELS = {"hybrid", "hybrid-cos", "bert-rec", "bert-rec-cos"}
+TEXT_MODELS = {"hybrid", "hybrid-cos", "bert-rec", "bert-rec-cos", "dcrs"}
 
 
 def _has_text_encoder() -> bool:
@@ -46,7 +47,11 @@ def tiny_ctx(tmp_path_factory):
     dataset = build_synthetic(num_items=40, train_dialogues=12, valid_dialogues=3, test_dialogues=3)
     train = dataset.splits["train"]
     stats = compute_statistics(dataset.num_items, train.dialogues, train.rec_samples)
-    return RunContext(dataset, stats, "cpu", 0, tmp_path_factory.mktemp("cache"), {})
+    from harness.plugin_manager import load_plugins
+
+    # registries: models that build a component by name (dcrs its retriever) find the built-in ones
+    return RunContext(dataset, stats, "cpu", 0, tmp_path_factory.mktemp("cache"), {},
+                      load_plugins(autoload=False).registries)
 
 
 def _compatible(loss, model) -> bool:

@@ -197,7 +197,22 @@ class UniCRS(nn.Module):
         if self.states is not None and (split.name, id(split)) not in self._prepared_splits:
             self._prepared_splits.add((split.name, id(split)))
             self.ensure_texts([split.context(s) for s in list(split.rec_samples) + list(samples)])
-        return self.batch([split.context(s) for s in samples], [s.context_entities for s in samples])
+        entities = self.input_entities(split, [(s.dialogue_index, s.turn) for s in samples],
+                                       [s.context_entities for s in samples], split.rec_samples)
+        return self.batch([split.context(s) for s in samples], entities)
+
+    def rec_inputs(self, units: Sequence[Any]) -> dict[str, Any]:
+        """The recommendation stage's training batch of `stages.Unit` s (same entities as `make_batch`)."""
+        split = units[0].split if units else None
+        entities = self.input_entities(split, [(u.dialogue_index, u.length) for u in units],
+                                       [u.entities for u in units], split.rec_samples if split else ())
+        return self.batch([u.turns for u in units], entities)
+
+    def input_entities(self, split: Split | None, contexts: Sequence[tuple[int, int]],
+                       entities: Sequence[Sequence[int]], whole: Sequence[RecSample] = ()) -> list[Sequence[int]]:
+        """The entity list of each recommendation input, for the contexts ``split.dialogues[d].turns[:t]``:
+        the context entities here; a model that adds to them (DCRS's retrieved entities) overrides this."""
+        return list(entities)
 
     # ------------------------------------------------------------------------------------------ network
 

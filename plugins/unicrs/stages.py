@@ -206,7 +206,7 @@ def rec_task(run: Any, model: Any, spec: StageSpec) -> StageTask:
 
     def loss(chunk: list[Unit]) -> torch.Tensor:
         labels = torch.tensor([u.target for u in chunk], dtype=torch.long, device=model.device)
-        inputs = model.batch([u.turns for u in chunk], [u.entities for u in chunk])
+        inputs = model.rec_inputs(chunk)
         return model.training_loss(inputs, labels, plan.loss)
 
     def select() -> tuple[float, dict[str, Any]]:

@@ -13,7 +13,6 @@ Settings both backbones have (``kg_layers``, ``num_bases``, ``min_relation_edges
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any, Callable
 
 BACKBONES = ("hybrid", "prompt-lm")
@@ -25,14 +24,11 @@ def build_on_backbone(model: str, backbone: str, factories: dict[str, Callable[[
     the other backbone's modules are never imported) and `signature` is the union signature."""
     if backbone not in BACKBONES:
         raise ValueError(f"{model} backbone must be one of {BACKBONES}, got {backbone!r}")
+    from plugins.models.backbones import backbone_params
+
     factory = factories[backbone]()
-    accepted = set(list(inspect.signature(factory).parameters)[1:])
-    defaults = {p.name: p.default for p in signature.parameters.values() if p.default is not p.empty}
-    wrong = sorted(name for name in set(params) - accepted
-                   if name not in defaults or json.dumps(params[name]) != json.dumps(defaults[name], default=str))
-    if wrong:
-        raise TypeError(f"{model} backbone '{backbone}' has no parameter '{wrong[0]}'")
-    return factory(ctx, **{name: value for name, value in params.items() if name in accepted})
+    accepted = list(inspect.signature(factory).parameters)[1:]
+    return factory(ctx, **backbone_params(model, backbone, params, accepted, signature))
 
 
 def union_signature(head: list[inspect.Parameter], hybrid: list[inspect.Parameter],
