@@ -36,6 +36,8 @@ _LAZY = {
     "context_representatives": ("harness.ranking", "context_representatives"),
     "lists_from_tops": ("harness.evaluation", "lists_from_tops"),
     "write_atomic": ("harness.results", "write_atomic"),
+    "validate_params": ("harness.config", "validate_params"),
+    "rank_split": ("harness.evaluation", "rank_split"),
     "item_name": ("harness.conversation", "item_name"),
     "render_context": ("harness.conversation", "render_context"),
     "choose_subset": ("harness.conversation", "choose_subset"),

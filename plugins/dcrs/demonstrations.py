@@ -99,7 +99,7 @@ class DemonstrationIndex:
             raise ValueError(f"dcrs found no training {purpose} demonstration to index")
         if ctx.registries is None:
             raise RuntimeError("dcrs builds its retriever by name: ctx.registries is missing")
-        from harness.config import validate_params
+        from harness.api import validate_params
 
         component = ctx.registries.retrievers.get(retriever)
         self.name, self.params, self.m, self.purpose = retriever, dict(params or {}), m, purpose

@@ -38,7 +38,7 @@ def ranking_terms(ranks: np.ndarray, keep: np.ndarray | None = None) -> dict[str
 
 
 def predict(run: Any, split: Split, settings: tuple[str, ...]) -> dict[str, Any]:
-    from harness.evaluation import rank_split
+    from harness.api import rank_split
 
     model = run.model
     model.modes = []
