@@ -79,7 +79,7 @@ def _load_encoder(name: str) -> tuple[nn.Module, Any, str]:
 
     path = resolve_model_path(name)
     try:
-        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), path
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), name  # the name: portable
     except OSError as error:
         raise BackboneError(f"unicrs text encoder '{name}' cannot be loaded ({str(error).splitlines()[0]}); pass "
                             "a local directory with model.params.text_encoder=/path") from None
@@ -99,7 +99,7 @@ def _load_decoder(name: str, cache_dir: Path) -> tuple[nn.Module, Any, str]:
                             "local directory with model.params.decoder=/path") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 / DialoGPT have none; padding is always masked
-    return model, tokenizer, path
+    return model, tokenizer, name  # the name as given, not this machine's path (records are shared)
 
 
 def tiny_tokenizer(texts: Sequence[str]) -> Any:
