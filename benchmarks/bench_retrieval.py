@@ -37,6 +37,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.machine_peak import fp32_gemm_gflops, rate  # noqa: E402
+
 TARGET_DENSE = 20.0
 
 
@@ -112,6 +114,11 @@ def main() -> None:
                                                             lambda: dense_loop(dense.vectors, units, args.k))
     same = float((np.sort(batched_ids, 1) == np.sort(loop_ids, 1)).all(1).mean())
     report("dense", args.vectors + " unit vectors, d=384", q, batched_s, loop_s, same, TARGET_DENSE)
+    flops = 2.0 * q * len(pool) * units.shape[1]  # both score every query against every pool entry
+    peak = fp32_gemm_gflops()
+    print(f"dense arithmetic: {flops / 1e9:.2f} GFLOP in both; batched {rate(flops, batched_s):.0f} GFLOP/s, per-query "
+          f"loop {rate(flops, loop_s):.0f} GFLOP/s; this machine's fp32 matrix product peak {peak:.0f} GFLOP/s, so no "
+          f"exact search can beat this loop by more than {peak / rate(flops, loop_s):.1f}x here")
 
     # bm25
     bm25 = BM25Retriever()

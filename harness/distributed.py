@@ -48,6 +48,16 @@ def initialise(device: str) -> World:
     return world
 
 
+def accelerator_state(device: str) -> Any:
+    """Accelerate's `PartialState` of this process (joining the group first when there are several)."""
+    initialise(device)
+    if not _STATE:
+        from accelerate import PartialState
+
+        _STATE.append(PartialState(cpu=not device.startswith("cuda")))
+    return _STATE[0]
+
+
 def shard(items: Sequence[Any], world: World) -> list[Any]:
     """This rank's strided share of a global batch or of a split's contexts."""
     return list(items[world.rank::world.size])

@@ -28,6 +28,7 @@ from .results import iter_records
 
 OUTPUT_STEM = "LEADERBOARD"
 LABEL_KINDS = ("model", "loss", "augmenter")
+OFFICIAL, RESAMPLED = "official", "resampled"  # Table.splits
 
 
 @dataclass
@@ -84,6 +85,9 @@ class Table:
     task: str
     setting: str
     families: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {task, version, params}
+    # "official": runs on the dataset's own split; "resampled": the configs run on resampled splits, over
+    # every split they ran on (the official one included), aggregated over splits x seeds
+    splits: str = "official"
     rows: list[Row] = field(default_factory=list)
     declarations: Declarations = field(default_factory=Declarations)
     # metric -> positions of rows not significantly different from the best row (absent: not tested)
@@ -119,6 +123,10 @@ class Table:
             return None
         return min(means) if self.direction(metric) == LOWER else max(means)
 
+    @property
+    def heading(self) -> str:
+        return f"{self.dataset} · {self.task} · {self.setting}" + (" · resampled splits" if self.splits == RESAMPLED else "")
+
     def with_rows(self, rows: list[Row]) -> "Table":
         return replace(self, rows=rows, ties_with_best={}, published=[])
 
@@ -145,23 +153,29 @@ def _compatible(table: Table, families: dict[str, dict[str, Any]]) -> bool:
 def build_tables(runs: Iterable[tuple[Path | None, dict[str, Any]]], registries: Any = None) -> list[Table]:
     """Tables from (run directory, record) pairs; the directory may be None when not needed."""
     declarations = Declarations.of(registries)
+    runs = list(runs)
+    resampled = {record["config_hash"] for _, record in runs if split_of(record)}
     tables: dict[tuple, list[Table]] = {}
     for run_dir, record in runs:
         dataset = record["dataset"]
         fingerprint = table_fingerprint(dataset)
+        scopes = ([OFFICIAL] if not split_of(record) else []) + ([RESAMPLED] if record["config_hash"] in resampled else [])
         for task, settings in record["metrics"].items():
             families = {name: identity for name, identity in record["metric_families"].items()
                         if identity["task"] == task}
             for setting, values in settings.items():
-                group = tables.setdefault((dataset["name"], fingerprint, task, setting), [])
-                table = next((t for t in group if _compatible(t, families)), None)
-                if table is None:
-                    table = Table(dataset["name"], fingerprint, task, setting, declarations=declarations)
-                    group.append(table)
-                table.families.update(families)
-                _add_run(table, run_dir, record, values, _sample_count(record, task, setting))
+                for scope in scopes:
+                    group = tables.setdefault((dataset["name"], fingerprint, task, setting, scope), [])
+                    table = next((t for t in group if _compatible(t, families)), None)
+                    if table is None:
+                        table = Table(dataset["name"], fingerprint, task, setting, declarations=declarations,
+                                      splits=scope)
+                        group.append(table)
+                    table.families.update(families)
+                    _add_run(table, run_dir, record, values, _sample_count(record, task, setting))
     result = [table for group in tables.values() for table in group]
-    result.sort(key=lambda t: (t.dataset, t.fingerprint, t.task != "rec", t.task, t.setting != "standard", t.setting))
+    result.sort(key=lambda t: (t.dataset, t.fingerprint, t.splits != OFFICIAL, t.task != "rec", t.task,
+                               t.setting != "standard", t.setting))
     for table in result:
         _disambiguate(table.rows)
         key = table.sort_key()
@@ -180,9 +194,10 @@ def _sample_count(record: dict[str, Any], task: str, setting: str) -> int | None
 def _add_run(table: Table, run_dir: Path | None, record: dict[str, Any], values: dict[str, Any],
              samples: int | None) -> None:
     label = {kind: record["config"][kind]["name"] for kind in LABEL_KINDS}
-    backbone = (((record.get("components") or {}).get("model") or {}).get("details") or {}).get("backbone")
-    if backbone:  # a model with a backbone switch (lumicrs: hybrid or prompt-lm) names it in its row
-        label["model"] = f"{label['model']} ({backbone})"
+    details = ((record.get("components") or {}).get("model") or {}).get("details") or {}
+    qualifiers = [str(details[key]) for key in ("backbone", "variant") if details.get(key)]
+    if qualifiers:  # a model's backbone (hybrid or prompt-lm) and variant (dcrs: its retriever) name its row
+        label["model"] = f"{label['model']} ({', '.join(qualifiers)})"
     generator = record["config"].get("generator")
     if table.task == "conv":
         label["generator"] = generator["name"] if generator else "(model)"
@@ -367,14 +382,14 @@ def render_markdown(tables: list[Table], views: Sequence[Any] = ()) -> str:
         lines += ["Views (selected rows, defined in `results/views.yaml`): "
                   + "; ".join(f"[{view.title}](#{_anchor('view: ' + view.title)})" for view in views), ""]
     for table in tables:
-        lines += [f"## {table.dataset} · {table.task} · {table.setting}", ""] + _table_lines(table)
+        lines += [f"## {table.heading}", ""] + _table_lines(table)
     if not tables:
         lines.append("No records yet: run `bench run` first.\n")
     for view in views:
         lines += [f"## View: {view.title}", "", f"Rows produced by {', '.join(f'`{r}`' for r in view.recipes)}."
                   + (f" {view.note}" if view.note else ""), ""]
         for table in view.tables:
-            lines += [f"### {table.dataset} · {table.task} · {table.setting}", ""] + _table_lines(table, view.columns,
+            lines += [f"### {table.heading}", ""] + _table_lines(table, view.columns,
                                                                                                with_published=False)
         if not view.tables:
             lines += ["No records of these recipes yet.", ""]
@@ -455,13 +470,14 @@ def _published_lines(published: Any) -> list[str]:
 def render_csv(tables: list[Table]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["dataset", "fingerprint", "task", "setting", "model", "loss", "augmenter", "generator",
+    writer.writerow(["dataset", "fingerprint", "task", "setting", "splits", "model", "loss", "augmenter", "generator",
                      "config_hash", "n_seeds", "metric", "mean", "std"])
     for table in tables:
         for row in table.rows:
             for metric in table.metrics:
                 mean, std = row.mean(metric), row.std(metric)
-                writer.writerow([table.dataset, table.fingerprint, table.task, table.setting, row.label["model"],
+                writer.writerow([table.dataset, table.fingerprint, table.task, table.setting, table.splits,
+                                 row.label["model"],
                                  row.label["loss"], row.label["augmenter"], row.label.get("generator", ""),
                                  row.config_hash, len(row.seeds), metric,
                                  "" if mean is None else f"{mean:.6f}", "" if std is None else f"{std:.6f}"])
@@ -471,7 +487,7 @@ def render_csv(tables: list[Table]) -> str:
 def render_json(tables: list[Table]) -> str:
     data = [{
         "dataset": t.dataset, "fingerprint": t.fingerprint, "task": t.task, "setting": t.setting,
-        "metric_families": t.families,
+        **({"splits": t.splits} if t.splits != OFFICIAL else {}), "metric_families": t.families,
         "rows": [{**r.label, "config_hash": r.config_hash, "seeds": sorted(r.seeds), "counts": r.counts,
                   **({"splits": sorted(set(r.splits))} if any(r.splits) else {}),
                   "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None},

@@ -12,7 +12,11 @@ views:
     recipes: [benchmarks/loss_comparison.yaml, benchmarks/loss_comparison_cosine.yaml]
     columns: [recall@10, tail_recall@10, pwp@10, arp@10]   # optional; default: the main columns
     settings: [standard, novel]                             # optional; default: every setting
+    splits: official                                        # optional; official (default), resampled or all
 ```
+
+`splits` picks the main tables a view draws on: those of the official split, those that aggregate the
+configs run on resampled splits over splits x seeds (`dataset.params.resplit`), or both.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from .config import ConfigError
 from .registry import RegistryError
 
 VIEWS_FILE = "views.yaml"
-VIEW_KEYS = {"title", "recipes", "columns", "settings", "note"}
+VIEW_KEYS = {"title", "recipes", "columns", "settings", "note", "splits"}
+VIEW_SPLITS = ("official", "resampled", "all")
 
 
 class ViewError(ConfigError):
@@ -41,6 +46,7 @@ class View:
     columns: list[str] | None = None
     settings: list[str] | None = None
     note: str = ""
+    splits: str = "official"
     tables: list[Any] = field(default_factory=list)  # filled by select_rows
 
 
@@ -81,6 +87,9 @@ def load_views(results_dir: Path, root: Path | None = None, registries: Any = No
             value = entry.get(key)
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise ViewError(f"{where} ('{entry['title']}'): field '{key}' must be a list of strings")
+        if entry.get("splits", "official") not in VIEW_SPLITS:
+            raise ViewError(f"{where} ('{entry['title']}'): field 'splits' must be one of {', '.join(VIEW_SPLITS)}, "
+                            f"got {entry['splits']!r}")
         if not entry.get("recipes"):
             raise ViewError(f"{where} ('{entry['title']}'): field 'recipes' must name at least one recipe")
         hashes: set[str] = set()
@@ -92,7 +101,7 @@ def load_views(results_dir: Path, root: Path | None = None, registries: Any = No
             except (ConfigError, RegistryError) as error:
                 raise ViewError(f"{where} ('{entry['title']}'): field 'recipes': {error}") from None
         views.append(View(entry["title"], entry["recipes"], hashes, entry.get("columns"), entry.get("settings"),
-                          entry.get("note", "")))
+                          entry.get("note", ""), entry.get("splits", "official")))
     return views
 
 
@@ -102,6 +111,8 @@ def select_rows(views: list[View], tables: list[Any]) -> None:
         view.tables = []
         for table in tables:
             if view.settings is not None and table.setting not in view.settings:
+                continue
+            if view.splits != "all" and table.splits != view.splits:
                 continue
             rows = [row for row in table.rows if row.config_hash in view.config_hashes]
             if rows:

@@ -103,17 +103,32 @@ def non_finite_loss(value: float, where: str, lr_setting: str = "train.lr") -> s
 
 
 def optimisation_step(loss: Any, optimizer: Any, scheduler: Any, parameters: Any, grad_clip: float,
-                      where: str, lr_setting: str = "train.lr") -> float:
+                      where: str, lr_setting: str = "train.lr", world: Any = None) -> float:
     """Backward, optional gradient clipping, optimizer and schedule step; returns the loss value, read once
     (the step's one host synchronisation). A non-finite loss raises FloatingPointError naming `where` and the
-    learning-rate setting to lower, before anything is updated."""
+    learning-rate setting to lower, before anything is updated.
+
+    With several processes (`world`, a `harness.distributed.World` of size > 1), `loss` is this rank's
+    share of the batch loss (None when its share is empty, see `shard`): the values and the gradients are
+    summed over the ranks before the check and the step, so every rank takes the one-process step."""
     import torch
 
-    value = float(loss.detach())
+    parameters = list(parameters)
+    distributed = world is not None and world.size > 1
+    value = 0.0 if loss is None else float(loss.detach())
+    if distributed:
+        from .distributed import sum_value
+
+        value = sum_value(value, str(parameters[0].device) if parameters else "cpu")
     if not math.isfinite(value):
         raise FloatingPointError(non_finite_loss(value, where, lr_setting))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if loss is not None:
+        loss.backward()
+    if distributed:
+        from .distributed import sum_gradients
+
+        sum_gradients(parameters)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
     optimizer.step()

@@ -186,6 +186,21 @@ def browser():
     driver.quit()
 
 
+def _key(table: dict) -> str:
+    """The page's data-table key of a LEADERBOARD.json table (resampled-split tables end in |resampled)."""
+    key = f"{table['dataset']}|{table['fingerprint']}|{table['task']}|{table['setting']}"
+    return key + ("|resampled" if table.get("splits", "official") != "official" else "")
+
+
+def _n(row: dict) -> str:
+    """The n column of a LEADERBOARD.json row: seeds, or splits×seeds over resampled splits."""
+    splits = row.get("splits")
+    if not splits:
+        return str(len(row["seeds"]))
+    seeds = len(set(row["seeds"]))
+    return f"{len(splits)}×{seeds}" if len(row["seeds"]) == len(splits) * seeds else f"{len(row['seeds'])} runs"
+
+
 @pytest.fixture(scope="module")
 def committed():
     if not (RESULTS / "LEADERBOARD.json").is_file():
@@ -198,9 +213,10 @@ def committed_site(tmp_path_factory, plugins, committed, browser):
     """The site of the committed records, with the committed JSON's significance marks."""
     prepared = {}
     outputs(RESULTS, plugins.registries, significance=False, prepared=prepared)
-    entries = {(t["dataset"], t["fingerprint"], t["task"], t["setting"]): t for t in committed}
+    entries = {_key(t): t for t in committed}
     for table in prepared["tables"]:
-        entry = entries[(table.dataset, table.fingerprint, table.task, table.setting)]
+        entry = entries[_key({"dataset": table.dataset, "fingerprint": table.fingerprint, "task": table.task,
+                              "setting": table.setting, "splits": table.splits})]
         assert [r["config_hash"] for r in entry["rows"]] == [r.config_hash for r in table.rows], "stale LEADERBOARD.json"
         for position, row in enumerate(entry["rows"]):
             for metric in row["tied_with_best"]:
@@ -236,7 +252,7 @@ def _table_on_page(driver, key):
 def test_sorting_a_column_reorders_rows_as_the_json_says(browser, committed_site, committed):
     browser.get(committed_site.as_uri())
     entry = next(t for t in committed if t["task"] == "rec" and t["setting"] == "standard" and len(t["rows"]) > 3)
-    key = f"{entry['dataset']}|{entry['fingerprint']}|{entry['task']}|{entry['setting']}"
+    key = _key(entry)
     assert _table_on_page(browser, key) == [row["config_hash"] for row in entry["rows"]]  # the JSON's order
     section = browser.find_element("css selector", f"table.board[data-table='{key}']")
     header = section.find_element("css selector", "th[data-key='coverage@10']")
@@ -277,12 +293,12 @@ def test_the_numbers_on_the_page_equal_the_committed_json(browser, committed_sit
         return out;""")
     assert len(page) == len(committed)
     for entry in committed:
-        ordered = page[f"{entry['dataset']}|{entry['fingerprint']}|{entry['task']}|{entry['setting']}"]
+        ordered = page[_key(entry)]
         assert [hash_ for hash_, _ in ordered] == [row["config_hash"] for row in entry["rows"]]
         rows = dict(ordered)
         for row in entry["rows"]:
             shown = rows[row["config_hash"]]
-            assert shown["n"] == str(len(row["seeds"])) and shown["model"] == row["model"]
+            assert shown["n"] == _n(row) and shown["model"] == row["model"]
             assert set(shown["cells"]) == set(row["metrics"])
             for metric, value in row["metrics"].items():
                 cell = shown["cells"][metric]

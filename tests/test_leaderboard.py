@@ -154,3 +154,18 @@ def test_a_bad_views_file_names_file_view_and_field(tmp_path, body, message):
     with pytest.raises(ConfigError) as error:
         load_views(results)
     assert message in str(error.value) and "views.yaml" in str(error.value)
+
+
+def test_backbone_and_variant_name_the_row_instead_of_a_hash(plugins):
+    def with_details(seed, recall10, config_hash, **details):
+        rec = record("dcrs", seed, recall10, config_hash=config_hash)
+        rec["components"]["model"]["details"] = details
+        return rec
+
+    tables = build_tables([(None, with_details(0, 0.2, "h1" * 8, backbone="hybrid", variant="bm25")),
+                           (None, with_details(0, 0.3, "h2" * 8, backbone="hybrid", variant="random")),
+                           (None, with_details(0, 0.1, "h3" * 8, backbone="prompt-lm"))], plugins.registries)
+    [table] = tables
+    assert sorted(row.label["model"] for row in table.rows) == ["dcrs (hybrid, bm25)", "dcrs (hybrid, random)",
+                                                               "dcrs (prompt-lm)"]
+    assert all("[" not in row.label["augmenter"] for row in table.rows)  # distinct names: no hash needed

@@ -72,10 +72,15 @@ def test_leaderboard_rows_aggregate_over_splits_and_seeds(run_bench, tmp_path):
     assert len({r["dataset"]["fingerprint"] for r in records}) == 3 and len({r["config_hash"] for r in popularity}) == 1
     code, out, err = run_bench("leaderboard", "--print")
     assert code == 0, err
-    rows = [line for line in out.splitlines() if line.startswith("| popularity") or line.startswith("| repeat-context")]
+    resampled_part = out[out.index("· resampled splits"):]
+    rows = [line for line in resampled_part.splitlines() if line.startswith(("| popularity", "| repeat-context"))]
     assert rows and all("| 3×2 |" in row for row in rows)
     board = json.loads((tmp_path / "results" / "LEADERBOARD.json").read_text())
-    standard = next(t for t in board if t["task"] == "rec" and t["setting"] == "standard")
+    official = next(t for t in board if t["task"] == "rec" and t["setting"] == "standard" and "splits" not in t)
+    # the official split's table keeps the official runs only: its numbers are what a paper reports
+    assert [r["seeds"] for r in official["rows"]] == [[0, 1], [0, 1]] and all("splits" not in r for r in official["rows"])
+    standard = next(t for t in board if t["task"] == "rec" and t["setting"] == "standard"
+                    and t.get("splits") == "resampled")
     assert len(standard["rows"]) == 2  # one table for all three splits, one row per model
     row = next(r for r in standard["rows"] if r["model"] == "popularity")
     assert row["splits"] == [0, 1, 2] and row["seeds"] == [0, 0, 0, 1, 1, 1]

@@ -41,6 +41,13 @@ _LAZY = {
     "item_name": ("harness.conversation", "item_name"),
     "render_context": ("harness.conversation", "render_context"),
     "choose_subset": ("harness.conversation", "choose_subset"),
+    # data parallelism for plugin-owned stages (RunState.world, RunState.accelerator)
+    "World": ("harness.distributed", "World"),
+    "shard": ("harness.distributed", "shard"),
+    "sum_value": ("harness.distributed", "sum_value"),
+    "sum_gradients": ("harness.distributed", "sum_gradients"),
+    "gather_rows": ("harness.distributed", "gather_rows"),
+    "optimisation_step": ("harness.training", "optimisation_step"),
 }
 
 

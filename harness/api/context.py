@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..data import Dataset, RecSample, Split
+    from ..distributed import World
     from ..popularity import ItemStatistics
     from ..registry import Component, Registries
     from .conformance import LossPlan
@@ -70,6 +71,23 @@ class RunState:
     _validate: Callable[[], dict[str, Any]] | None = None
     _epoch_end: Callable[[int, dict[str, Any]], None] | None = None
     _progress: Callable[..., Any] | None = None
+
+    @property
+    def world(self) -> "World":
+        """This process's rank and the number of data-parallel processes (``--processes``, torchrun); a
+        stage that owns training shards its batches with `harness.distributed.shard` and passes this to
+        `harness.training.optimisation_step`, which sums losses and gradients over the ranks."""
+        from ..distributed import current
+
+        return current()
+
+    @property
+    def accelerator(self) -> Any:
+        """Accelerate's process state of the run (`accelerate.PartialState`: process index, count, device,
+        ``split_between_processes``, ``wait_for_everyone``), for plugin-owned stages; created on first use."""
+        from ..distributed import accelerator_state
+
+        return accelerator_state(self.device)
 
     def log(self, message: str) -> None:
         if not self.quiet:

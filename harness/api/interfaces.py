@@ -301,7 +301,9 @@ class ResponseGenerator(Protocol):
 
 @runtime_checkable
 class Describable(Protocol):
-    """Optional for every component: resolved settings for the record (``components.<kind>.details``)."""
+    """Optional for every component: resolved settings for the record (``components.<kind>.details``).
+    A model's ``backbone`` and ``variant`` keys, when present, qualify its leaderboard row:
+    ``model (backbone, variant)``, so rows that differ in them are told apart by name, not by hash."""
 
     def describe(self) -> dict[str, Any]: ...
 

@@ -71,7 +71,7 @@ class TableView:
 
     @property
     def title(self) -> str:
-        return f"{self.table.dataset} · {self.table.task} · {self.table.setting}"
+        return self.table.heading
 
 
 def table_view(table: Table, anchor: str, wanted: Sequence[str] | None = None, view: Any = None) -> TableView:
@@ -189,6 +189,7 @@ def _write_site(out_dir: Path, tables: list[Table], views: Sequence[Any], regist
     site.notes = sorted({note for note in items.values() if isinstance(note, str)})
 
     main = [table_view(table, f"t-{_slug(f'{table.dataset}-{table.fingerprint[:8]}-{table.task}-{table.setting}')}"
+                       + ("-resampled" if table.splits != "official" else "")
                        + (f"-{index}" if index else ""))
             for index, table in enumerate(tables)]
     _unique_anchors(main)
@@ -542,7 +543,8 @@ def render_table(site: Site, tv: TableView, depth: int = 0) -> str:
     families = ", ".join(_family_text(name, tv.table.families[name]) for name in tv.table.family_order())
     samples = next((r.samples for r in tv.table.rows if r.samples is not None), "?")
     key_text = f"; rows sorted by {escape(key)}" if key else ""
-    table_key = f"{tv.table.dataset}|{tv.table.fingerprint}|{tv.table.task}|{tv.table.setting}"
+    table_key = (f"{tv.table.dataset}|{tv.table.fingerprint}|{tv.table.task}|{tv.table.setting}"
+                 + ("|resampled" if tv.table.splits != "official" else ""))
     html = [f"<p class=\"meta\">Dataset fingerprint <code>{escape(tv.table.fingerprint[:12])}</code> · {samples} test "
             f"samples · metrics: {escape(families)}{key_text}</p>",
             f"<div class=\"scroll\"><table class=\"board\" data-table=\"{escape(table_key)}\">"

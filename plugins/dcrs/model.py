@@ -115,7 +115,7 @@ class DCRS(Hybrid):
         return self.attention(u, self.demonstration_vectors(batch, entities), batch["demo_mask"])
 
     def describe(self) -> dict[str, Any]:
-        return {"backbone": "hybrid", "preset": self.preset, "presets": PRESETS,
+        return {"backbone": "hybrid", "variant": self.index.name, "preset": self.preset, "presets": PRESETS,
                 "injection": "demonstration attention over (context, response, labelled items) added to the "
                              "fused context vector (W_o zero-initialised)" +
                              ("; demonstration entities appended to the context entities" if self.demo_entities

@@ -42,7 +42,7 @@ class DCRSPromptLM(UniCRS):
                 for e, row in zip(entities, demos.tolist())]
 
     def describe(self) -> dict[str, Any]:
-        return {"backbone": "prompt-lm", "preset": self.dcrs_preset, "presets": PRESETS,
+        return {"backbone": "prompt-lm", "variant": self.index.name, "preset": self.dcrs_preset, "presets": PRESETS,
                 "injection": "demonstration context entities and label items appended to the context entities, "
                              "truncated to the last max_context_entities (retrieved ones kept)",
                 "demonstrations": self.index.describe(), "prompt_lm": UniCRS.describe(self)}

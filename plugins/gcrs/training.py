@@ -69,6 +69,10 @@ def mean_loss(model: Any, units: Sequence[Instance], batch_size: int) -> float:
 
 
 def train(run: Any) -> dict[str, Any]:
+    """GCRS's own training stage, on one process: its loss is a mean over target tokens and LoRA dropout is
+    drawn per process, so several ranks would not train the one-process model (refused, not replicated)."""
+    if run.world.size > 1:
+        raise ValueError("model 'gcrs' trains on one process: run it with --processes 1")
     model, s = run.model, run.model.settings
     epochs = min(s["epochs"], run.config["train"]["epochs"])
     if epochs == 0:

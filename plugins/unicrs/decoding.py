@@ -1,6 +1,9 @@
 """Running a causal LM under a deep prompt: the prefix goes in as the key/value cache (a `DynamicCache`
 pre-filled with one key/value pair per layer), the attention mask covers prompt + tokens, and positions start
-after the prompt, as the decoder would number them had it produced the prefix itself.
+after the prompt, as the decoder would number them had it produced the prefix itself: after the row's own
+(unmasked) prompt positions, so a context's states never depend on how many entities or tokens the other
+contexts of its batch have (`Prompt.positions == "real"`). `"padded"` numbers from the batch's padded prompt
+length, as crs-bench did up to stop 23: a context's scores then changed with its batch.
 
 The cache argument is ``past_key_values`` in transformers up to 5.2x and ``cache`` from 5.24 on (the old
 name warns there, and is to be removed in 5.40); `cache_argument` picks what the installed decoder accepts.
@@ -45,10 +48,13 @@ def returned_cache(output: Any) -> Any:
 
 
 def _inputs(ids: torch.Tensor, mask: torch.Tensor, prompt: Prompt | None) -> tuple[torch.Tensor, torch.Tensor]:
-    offset = 0 if prompt is None else prompt.length
-    attention = mask if prompt is None or prompt.length == 0 else torch.cat([prompt.mask, mask], dim=1)
-    positions = (offset + torch.arange(ids.shape[1], device=ids.device))[None].expand(ids.shape[0], -1)
-    return attention.long(), positions
+    steps = torch.arange(ids.shape[1], device=ids.device)[None]
+    if prompt is None or prompt.length == 0:
+        return mask.long(), steps.expand(ids.shape[0], -1)
+    attention = torch.cat([prompt.mask, mask], dim=1)
+    if prompt.positions == "padded":
+        return attention.long(), (prompt.length + steps).expand(ids.shape[0], -1)
+    return attention.long(), prompt.mask.long().sum(1, keepdim=True) + steps
 
 
 def hidden_states(decoder: Any, ids: torch.Tensor, mask: torch.Tensor, prompt: Prompt | None) -> torch.Tensor:

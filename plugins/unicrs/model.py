@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import re
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -237,8 +238,9 @@ class UniCRS(nn.Module):
                use_prefix: bool = True) -> Prompt:
         states, mask = self.text_states(batch)
         table = self.entity_vectors(copy) if entities is None else entities
-        return self.prompts[copy](states, mask, batch["entities"], batch["entity_mask"], kind=copy,
-                                  use_prefix=use_prefix, entity_table=table)
+        prompt = self.prompts[copy](states, mask, batch["entities"], batch["entity_mask"], kind=copy,
+                                    use_prefix=use_prefix, entity_table=table)
+        return replace(prompt, positions=self.settings["prompt_positions"])
 
     def represent(self, batch: dict[str, Any], entities: torch.Tensor | None = None,
                   use_prefix: bool = True) -> torch.Tensor:

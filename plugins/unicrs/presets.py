@@ -28,6 +28,7 @@ STAGES = ("pretrain", "conv", "rec")
 STAGE_NAMES = {"pretrain": "semantic-fusion pre-training", "conv": "conversation prompt",
                "rec": "recommendation prompt"}
 REC_SOFTMAX = ("entities", "items")
+PROMPT_POSITIONS = ("real", "padded")
 
 # name -> (type, description); stage settings are added below for each stage
 MODEL_SETTINGS: dict[str, tuple[Any, str]] = {
@@ -50,6 +51,10 @@ MODEL_SETTINGS: dict[str, tuple[Any, str]] = {
     "n_prefix_conv": (int, "conversation task-prefix length"),
     "rec_softmax": (str, "recommendation CE over all KG 'entities' (UniCRS) or over catalogue 'items' with the "
                          "run's loss"),
+    "prompt_positions": (str, "where the decoder numbers a context's tokens from: 'real' after the row's own "
+                              "prompt positions (a context's scores do not depend on its batch), 'padded' after "
+                              "the batch's padded prompt length (crs-bench up to stop 23; kept to reproduce those "
+                              "records)"),
     "max_new_tokens": (int, "generated tokens per response (greedy)"),
     "no_repeat_ngram": (int, "never repeat an n-gram of this size within a response (0: off)"),
     "generate_batch_size": (int, "responses decoded together"),
@@ -72,7 +77,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {**MODEL_SETTINGS, **{
     for key, (kind, text) in STAGE_SETTINGS.items() if not (stage == "rec" and key == "valid_samples")}}
 
 _COMMON = {"kg_layers": 1, "num_bases": 8, "min_relation_edges": 0, "max_context_entities": 32,
-           "n_prefix_rec": 10, "n_prefix_conv": 20, "rec_softmax": "entities", "max_new_tokens": 50,
+           "n_prefix_rec": 10, "n_prefix_conv": 20, "rec_softmax": "entities", "prompt_positions": "real",
+           "max_new_tokens": 50,
            "no_repeat_ngram": 3, "generate_batch_size": 16, "score_batch_size": 32, "weight_decay": 0.01,
            "train_backbones": False, "decoder_layers": None, "threads": None}
 
@@ -122,6 +128,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     settings.update({key: value for key, value in overrides.items() if value is not None})
     if settings["rec_softmax"] not in REC_SOFTMAX:
         raise ValueError(f"unicrs rec_softmax must be one of {REC_SOFTMAX}, got {settings['rec_softmax']!r}")
+    if settings["prompt_positions"] not in PROMPT_POSITIONS:
+        raise ValueError(f"unicrs prompt_positions must be one of {PROMPT_POSITIONS}, "
+                         f"got {settings['prompt_positions']!r}")
     for key in ("entity_dim", "max_encoder_tokens", "max_context_tokens", "max_response_tokens",
                 "max_context_entities", "generate_batch_size", "score_batch_size", "max_new_tokens"):
         if settings[key] < 1:

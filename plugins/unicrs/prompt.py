@@ -65,6 +65,7 @@ class Prompt:
 
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     mask: torch.Tensor
+    positions: str = "real"  # how the decoder numbers the tokens after it (`decoding._inputs`)
 
     @property
     def length(self) -> int:

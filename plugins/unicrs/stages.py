@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from harness.data import RECOMMENDER, Split
 from harness.seeding import capture_rng_state, restore_rng_state
+from harness.api import shard, sum_value
 from harness.training import (TrainingState, check_identity, checkpoint_identity, close_epoch, epoch_order,
                               load_best, load_checkpoint, optimisation_step, resume_training, save_checkpoint,
                               save_training)
@@ -125,7 +126,7 @@ class StageTask:
     """What differs between stages: units, the step loss, the selection value (higher is better)."""
 
     units: list[Unit]
-    loss: Callable[[list[Unit]], torch.Tensor]
+    loss: Callable[[list[Unit]], tuple[torch.Tensor, int]]  # (mean loss of a chunk, what it averages over)
     select: Callable[[], tuple[float, dict[str, Any]]]
     selection: str
     parameters: list[torch.nn.Parameter]
@@ -156,9 +157,9 @@ def pretrain_task(run: Any, model: Any, spec: StageSpec) -> StageTask:
         targets = torch.tensor([u.target for u in chunk], dtype=torch.long, device=model.device)
         return model.batch([u.turns for u in chunk], [u.entities for u in chunk]), targets
 
-    def loss(chunk: list[Unit]) -> torch.Tensor:
+    def loss(chunk: list[Unit]) -> tuple[torch.Tensor, int]:
         inputs, targets = batch(chunk)
-        return F.cross_entropy(model.pretrain_logits(inputs), targets)
+        return F.cross_entropy(model.pretrain_logits(inputs), targets), len(chunk)
 
     def select() -> tuple[float, dict[str, Any]]:
         hits: list[float] = []
@@ -194,7 +195,11 @@ def conv_task(run: Any, model: Any, spec: StageSpec) -> StageTask:
         mean = _mean_over(model, valid, spec.batch_size, value)
         return -mean, {"valid_loss": mean, "valid_perplexity": math.exp(min(mean, 50.0))}
 
-    return StageTask(units, lambda chunk: model.conv_loss(batch(chunk)), select, "valid loss (lower is better)",
+    def loss(chunk: list[Unit]) -> tuple[torch.Tensor, int]:
+        inputs = batch(chunk)
+        return model.conv_loss(inputs), int((inputs["targets"] != -100).sum())  # a mean over response tokens
+
+    return StageTask(units, loss, select, "valid loss (lower is better)",
                      model.stage_parameters("conv"), len(valid), len(available))
 
 
@@ -204,10 +209,10 @@ def rec_task(run: Any, model: Any, spec: StageSpec) -> StageTask:
     units = capped(available, spec.max_samples, "rec")
     model.ensure_texts([u.turns for u in units])
 
-    def loss(chunk: list[Unit]) -> torch.Tensor:
+    def loss(chunk: list[Unit]) -> tuple[torch.Tensor, int]:
         labels = torch.tensor([u.target for u in chunk], dtype=torch.long, device=model.device)
         inputs = model.rec_inputs(chunk)
-        return model.training_loss(inputs, labels, plan.loss)
+        return model.training_loss(inputs, labels, plan.loss), len(chunk)
 
     def select() -> tuple[float, dict[str, Any]]:
         valid = run.validate()
@@ -264,6 +269,10 @@ def run_stage(run: Any, model: Any, stage: str, spec: StageSpec, epoch_offset: i
     loss_module = plan.module if is_rec and plan is not None else None
     sampler = plan.sampler if is_rec and plan is not None else None
     min_batch = plan.min_batch if is_rec and plan is not None else 1
+    world = run.world  # several processes: each takes a strided share of every batch (harness.distributed)
+    if world.size > 1 and min_batch > 1:
+        raise ValueError(f"loss '{run.config['loss']['name']}' compares samples within a batch: the UniCRS "
+                         "stages cannot split it over processes (--processes 1)")
     optimizer = torch.optim.AdamW(task.parameters, lr=spec.lr, weight_decay=spec.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(task.units) / spec.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(spec.warmup, steps_per_epoch * spec.epochs))
@@ -290,11 +299,15 @@ def run_stage(run: Any, model: Any, stage: str, spec: StageSpec, epoch_offset: i
             chunk = [task.units[i] for i in order[start:start + spec.batch_size]]
             if len(chunk) < min_batch:
                 continue
+            local = shard(chunk, world) if world.size > 1 else chunk
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
-                loss = task.loss(chunk)
+                loss, weight = task.loss(local) if local else (None, 0)
+            if world.size > 1:  # this rank's share of the batch mean: its mean weighted by its share
+                share = weight / max(sum_value(float(weight), str(run.device)), 1.0)
+                loss = None if loss is None else loss * share
             total += optimisation_step(loss, optimizer, scheduler, task.parameters, settings["grad_clip"],
                                        f"at stage {stage}, epoch {epoch}, step {state.steps}",
-                                       lr_setting=f"model.params.{stage}_lr")
+                                       lr_setting=f"model.params.{stage}_lr", world=world)
             batches, state.steps = batches + 1, state.steps + 1
             bar.update(len(chunk))
         bar.close()
