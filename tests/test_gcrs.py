@@ -261,3 +261,47 @@ def test_generate_writes_one_line_per_sample_with_spans_as_titles(ctx, model):
     responses = model.generate(split, samples, recommendations)
     assert len(responses) == len(samples) and all(isinstance(r, str) and "\n" not in r for r in responses)
     assert not any("<BOI>" in r or "<MODE" in r for r in responses)
+
+
+def test_an_interrupted_training_resumes_after_its_last_epoch_as_if_uninterrupted(tmp_path):
+    """`--resume` continues GCRS's own training stage from its per-epoch checkpoint (adapter, optimizer,
+    schedule, RNG of the LoRA dropout, best epoch): the resumed run equals the uninterrupted one."""
+    from harness import hookimpl
+    from harness.config import resolve
+    from harness.plugin_manager import load_plugins
+    from harness.runner import execute
+
+    [config] = resolve(flags={"model": "gcrs", "train.epochs": 3, "limit": 24},
+                       overrides=["model.params.preset=test-tiny", "model.params.epochs=3"])
+
+    seen: list[tuple[str, int]] = []
+
+    def run(name, resume=False, interrupt_at=None):
+        plugins = load_plugins(autoload=False)
+
+        class Watch:
+            @hookimpl
+            def crs_bench_epoch_end(self, run, epoch, metrics):
+                seen.append((name + ("+resume" if resume else ""), epoch))
+                if epoch == interrupt_at:
+                    raise KeyboardInterrupt
+        plugins.manager.register(Watch(), name="watch")
+        return execute(config, plugins, results_dir=tmp_path / name, cache_dir=tmp_path / "cache", resume=resume,
+                       quiet=True)
+
+    whole = run("whole")
+    with pytest.raises(KeyboardInterrupt):
+        run("split", interrupt_at=2)
+    [run_dir] = (tmp_path / "split" / "runs").iterdir()
+    assert (run_dir / "checkpoint-gcrs-epoch.pt").is_file() and not (run_dir / "record.json").exists()
+    resumed = run("split", resume=True)
+    assert [epoch for name, epoch in seen if name == "split+resume"] == [3]  # epochs 1 and 2 are not rerun
+
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "train_seconds"} for h in history]
+
+    assert len(whole["training"]["history"]) == 3
+    assert strip(resumed["training"]["history"]) == strip(whole["training"]["history"])
+    assert resumed["training"]["steps"] == whole["training"]["steps"]
+    assert resumed["metrics"] == whole["metrics"]
+    assert not list(run_dir.glob("checkpoint*"))  # removed once the record is written

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from harness.data import Split
+from harness.seeding import capture_rng_state, restore_rng_state
 from harness.training import (check_identity, checkpoint_identity, load_checkpoint, optimisation_step,
                               save_checkpoint)
 from plugins.generators.lm import length_batches
 from plugins.unicrs.model import torch_threads
 
-CHECKPOINT = "checkpoint-gcrs.pt"
+CHECKPOINT = "checkpoint-gcrs.pt"  # training finished: the selected adapter and the summary
+EPOCH_CHECKPOINT = "checkpoint-gcrs-epoch.pt"  # after every epoch: what `--resume` continues from
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,17 @@ def train(run: Any) -> dict[str, Any]:
         run.log(f"gcrs: training finished earlier, skipped ({path})")
         return saved["summary"]
     with torch_threads(s["threads"]):
-        summary = _train(run, model, s, epochs)
+        summary = _train(run, model, s, epochs, Path(run.run_dir) / EPOCH_CHECKPOINT)
     model.training_log = summary
     save_checkpoint(path, {"model": model.trainable_state(), "summary": summary,
                            "identity": checkpoint_identity(run)})
     return summary
 
 
-def _train(run: Any, model: Any, s: dict[str, Any], epochs: int) -> dict[str, Any]:
+def _train(run: Any, model: Any, s: dict[str, Any], epochs: int, epoch_path: Path) -> dict[str, Any]:
+    """The LoRA epochs; after each, everything the next one needs (adapter, optimizer, schedule, best epoch,
+    history, RNG) is saved to `epoch_path`, so `--resume` continues an interrupted run as if it had not
+    stopped (same steps, same losses, same selected epoch)."""
     started = time.perf_counter()
     available = instances(model, run.train_split)
     units = capped(available, s["max_train_instances"], "train")
@@ -107,9 +112,20 @@ def _train(run: Any, model: Any, s: dict[str, Any], epochs: int) -> dict[str, An
     lengths = [len(u.prompt) + len(u.target) for u in units]
     best, best_epoch, best_state, history, steps, train_seconds = math.inf, 0, None, [], 0, 0.0
     clip = run.config["train"]["grad_clip"]
+    done = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)  # LoRA dropout
-        for epoch in range(1, epochs + 1):
+        if run.resume and epoch_path.is_file():
+            saved = load_checkpoint(epoch_path)
+            check_identity(epoch_path, saved, run)
+            model.load_trainable_state(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            restore_rng_state(saved["rng"])
+            done, steps, train_seconds, history = saved["epoch"], saved["steps"], saved["train_seconds"], saved["history"]
+            best, best_epoch, best_state = saved["best"], saved["best_epoch"], saved["best_state"]
+            run.log(f"gcrs: resumed after epoch {done} ({epoch_path})")
+        for epoch in range(done + 1, epochs + 1):
             model.train()
             timer, losses = time.perf_counter(), []
             order = np.random.default_rng([run.seed, epoch]).permutation(len(units))
@@ -132,6 +148,11 @@ def _train(run: Any, model: Any, s: dict[str, Any], epochs: int) -> dict[str, An
                             "first_step_loss": losses[0] if losses else None, "last_step_loss": losses[-1] if losses
                             else None, "valid_loss": value, "train_seconds": round(seconds, 2), "improved": improved})
             run.log(f"gcrs epoch {epoch}: loss {history[-1]['train_loss']:.4f}, valid loss {value:.4f}")
+            save_checkpoint(epoch_path, {"model": model.trainable_state(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict(), "rng": capture_rng_state(),
+                                         "epoch": epoch, "steps": steps, "train_seconds": train_seconds,
+                                         "history": history, "best": best, "best_epoch": best_epoch,
+                                         "best_state": best_state, "identity": checkpoint_identity(run)})
             run.epoch_end(epoch, history[-1])
     if best_state is not None:
         model.load_trainable_state(best_state)
