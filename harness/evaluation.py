@@ -12,7 +12,8 @@ import numpy as np
 
 from .data import SETTINGS, Dataset, RecSample, Split
 from .popularity import ItemStatistics
-from .ranking import LIST_LENGTH, MetricContext, RankedLists, context_item_mask, context_representatives, top_items
+from .ranking import (LIST_LENGTH, MetricContext, RankedLists, context_item_mask, context_representatives,
+                      raise_on_problems, top_items)
 
 
 class ScoreAdjusted:
@@ -42,20 +43,24 @@ def rank_split(model: Any, split: Split, batch_size: int, settings: Sequence[str
     contexts, _ = context_representatives(split.rec_samples)
     world = current()  # several processes: each ranks a strided share of the contexts, gathered below
     positions = shard(range(len(contexts)), world) if world.size > 1 else list(range(len(contexts)))
-    tops: dict[str, list[np.ndarray]] = {setting: [] for setting in settings}
+    on_device: dict[str, list[Any]] = {setting: [] for setting in settings}
+    checks: list[Any] = []  # NaN and candidate-count flags, read back once after the last batch
     if model.trainable:
         model.eval()
     with torch.no_grad():
         for start in range(0, len(positions), batch_size):
             chunk = [contexts[i] for i in positions[start:start + batch_size]]
             scores = model.scores(model.make_batch(split, chunk)).float()
-            if "standard" in tops:
-                tops["standard"].append(top_items(scores, LIST_LENGTH).cpu().numpy())
-            if "novel" in tops:
+            if "standard" in on_device:
+                on_device["standard"].append(top_items(scores, LIST_LENGTH, checks=checks))
+            if "novel" in on_device:
                 excluded = context_item_mask(chunk, tuple(scores.shape), scores.device)
-                tops["novel"].append(top_items(scores, LIST_LENGTH, excluded).cpu().numpy())
+                on_device["novel"].append(top_items(scores, LIST_LENGTH, excluded, checks=checks))
             if progress is not None:
                 progress.update(len(chunk))
+    raise_on_problems(checks)
+    tops: dict[str, list[np.ndarray]] = {setting: [torch.cat(parts).cpu().numpy()] if parts else []
+                                         for setting, parts in on_device.items()}
     if world.size > 1:  # every rank gets every context's lists, in context order
         mine = {setting: np.concatenate(parts) if parts else np.zeros((0, LIST_LENGTH), dtype=np.int64)
                 for setting, parts in tops.items()}

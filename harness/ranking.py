@@ -104,23 +104,44 @@ def context_item_mask(contexts: Sequence[RecSample], shape: tuple[int, int], dev
     return mask
 
 
-def top_items(scores: "torch.Tensor", k: int = LIST_LENGTH, excluded: "torch.Tensor | None" = None) -> "torch.Tensor":
+def top_items(scores: "torch.Tensor", k: int = LIST_LENGTH, excluded: "torch.Tensor | None" = None,
+              checks: "list[tuple[str, torch.Tensor]] | None" = None) -> "torch.Tensor":
     """Batched top-k with ties broken by ascending item index, on the scores' device.
 
     `excluded` items are removed from the candidates: they come after every candidate, even one
     scored -inf (a repeat-context list in `novel` is the id-ordered catalogue minus M(c)).
+
+    NaN scores and rows with fewer than k candidates are errors. Checking them here reads a value back
+    from the device; a caller ranking many batches passes a list as `checks` instead, which collects the
+    device-side flags, and calls `raise_on_problems(checks)` once at the end (no per-batch host sync).
     """
     import torch
 
-    if torch.isnan(scores).any():
-        raise ValueError("model returned NaN scores")
     if scores.shape[1] < k:  # sorting would silently give shorter lists (load_dataset refuses such catalogues)
         raise ValueError(f"{scores.shape[1]} items cannot fill a top-{k} list")
+    found = [("model returned NaN scores", torch.isnan(scores).any())]
+    if excluded is not None:
+        found.append((f"fewer than {k} candidates left after excluding context items",
+                      (~excluded).sum(dim=1).min() < k))
+    if checks is None:
+        raise_on_problems(found)
+    else:
+        checks.extend(found)
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices
     if excluded is not None:
-        if int((~excluded).sum(dim=1).min()) < k:
-            raise ValueError(f"fewer than {k} candidates left after excluding context items")
         # stable re-sort on the exclusion flag keeps the score order within candidates
         moved = torch.sort(excluded.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
         order = order.gather(1, moved)
     return order[:, :k]
+
+
+def raise_on_problems(checks: "list[tuple[str, torch.Tensor]]") -> None:
+    """Raise ValueError with the first message whose device-side flag is set (one host read for all)."""
+    if not checks:
+        return
+    import torch
+
+    flags = torch.stack([flag.reshape(()) for _, flag in checks]).cpu().tolist()
+    for (message, _), flag in zip(checks, flags):
+        if flag:
+            raise ValueError(message)

@@ -99,3 +99,51 @@ def test_registration_and_cheap_import():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(REPO), "PATH": ""})
     assert out.stdout.strip() == ""
+
+
+def test_top_items_defers_its_checks_to_one_read_when_asked():
+    """`rank_split` collects the NaN and candidate-count flags of every batch on the device and reads them
+    once (`raise_on_problems`); called alone, `top_items` checks at once. Both say the same."""
+    torch = pytest.importorskip("torch")
+    from harness.ranking import raise_on_problems, top_items
+
+    scores = torch.arange(60, dtype=torch.float32).repeat(2, 1)
+    checks: list = []
+    top = top_items(scores, 50, checks=checks)
+    assert top[0, :3].tolist() == [59, 58, 57] and len(checks) == 1
+    raise_on_problems(checks)  # nothing wrong: no error
+    bad = scores.clone()
+    bad[1, 7] = float("nan")
+    top_items(bad, 50, checks=checks)  # no error yet
+    with pytest.raises(ValueError, match="model returned NaN scores"):
+        raise_on_problems(checks)
+    with pytest.raises(ValueError, match="model returned NaN scores"):
+        top_items(bad, 50)
+    excluded = torch.zeros(2, 60, dtype=torch.bool)
+    excluded[0, :11] = True  # 49 candidates left in row 0
+    checks = []
+    top_items(scores, 50, excluded, checks=checks)
+    with pytest.raises(ValueError, match="fewer than 50 candidates left after excluding context items"):
+        raise_on_problems(checks)
+
+
+def test_rank_split_refuses_nan_scores(plugins):
+    torch = pytest.importorskip("torch")
+    from harness.evaluation import rank_split
+    from plugins.synthetic import build_synthetic
+
+    split = build_synthetic(num_items=60, train_dialogues=8, valid_dialogues=4, test_dialogues=4).splits["test"]
+
+    class NaNModel:
+        trainable = False
+
+        def make_batch(self, split, chunk):
+            return len(chunk)
+
+        def scores(self, batch):
+            out = torch.zeros(batch, 60)
+            out[-1, 3] = float("nan")  # only the last context of the last batch
+            return out
+
+    with pytest.raises(ValueError, match="model returned NaN scores"):
+        rank_split(NaNModel(), split, batch_size=2)
