@@ -10,7 +10,7 @@ intra-op threads. The load average is printed with the figures: on a shared mach
 
 Target (issue 19): ray / local wall-time ratio >= 1.6x on 2 cores.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_executors.py [--workers 2] [--epochs 1]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_executors.py [--workers 2] [--epochs 1] [--dim 32]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ TARGET = 1.6
 RECIPE = """\
 description: bench_executors.py - 12 cells of a small hybrid on synthetic
 dataset: synthetic
-model: {{name: hybrid, params: {{dim: 32, num_bases: 2}}}}
+model: {{name: hybrid, params: {{dim: {dim}, num_bases: 2}}}}
 train: {{epochs: {epochs}}}
 seeds: [0, 1, 2, 3]
 grid:
@@ -66,7 +66,8 @@ def ray_overhead(workers: int, env: dict[str, str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per cell (more: longer cells)")
+    parser.add_argument("--dim", type=int, default=32, help="hybrid width (more: heavier cells)")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CRS_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1",
            "RAY_memory_monitor_refresh_ms": "0",  # other processes' memory must not get the cells killed
@@ -74,11 +75,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-executors-") as scratch:
         root = Path(scratch)
         recipe = root / "grid.yaml"
-        recipe.write_text(RECIPE.format(epochs=args.epochs))
+        recipe.write_text(RECIPE.format(epochs=args.epochs, dim=args.dim))
         common = ["--quiet", "--cache-dir", str(root / "cache")]
         # warm-up over every sample (no --limit), so the text encoder's vectors of all contexts are cached
         # and neither timed executor pays for encoding
-        warm = bench("--model", "hybrid", "--set", "model.params.dim=32", "--set", "model.params.num_bases=2",
+        warm = bench("--model", "hybrid", "--set", f"model.params.dim={args.dim}", "--set", "model.params.num_bases=2",
                      "--epochs", "1", "--results-dir", str(root / "warm"), *common, env=env)
         load_before = os.getloadavg()
         local = bench(str(recipe), "--results-dir", str(root / "local"), *common, env=env)
@@ -92,6 +93,8 @@ def main() -> int:
     print(f"cpus: {os.cpu_count()}   load average (1, 5, 15 min) before: "
           f"{', '.join(f'{x:.2f}' for x in load_before)}; after: {', '.join(f'{x:.2f}' for x in load_after)}")
     print(f"warm-up (caches): {warm:.1f} s")
+    print(f"cells: hybrid dim {args.dim}, {args.epochs} epoch(s) on synthetic; a cell's own run time averages "
+          f"{work['local'] / 12:.2f} s under the local executor, {work['ray'] / 12:.2f} s on a Ray worker beside another")
     print(f"local executor, 12 cells:            {local:7.1f} s")
     print(f"ray executor, {args.workers} workers, 12 cells:    {ray:7.1f} s   (Ray start-up included)")
     print(f"cells' own run time, summed: local {work['local']:.1f} s, ray {work['ray']:.1f} s "
