@@ -53,8 +53,8 @@ MODEL_SETTINGS: dict[str, tuple[Any, str]] = {
                          "run's loss"),
     "prompt_positions": (str, "where the decoder numbers a context's tokens from: 'real' after the row's own "
                               "prompt positions (a context's scores do not depend on its batch), 'padded' after "
-                              "the batch's padded prompt length (crs-bench up to stop 23; kept to reproduce those "
-                              "records)"),
+                              "the batch's padded prompt length (crs-bench up to stop 23, the numbering of the "
+                              "records made then)"),
     "max_new_tokens": (int, "generated tokens per response (greedy)"),
     "no_repeat_ngram": (int, "never repeat an n-gram of this size within a response (0: off)"),
     "generate_batch_size": (int, "responses decoded together"),
