@@ -302,3 +302,19 @@ def test_settings_are_checked_and_recorded(ctx, plugins):
     assert set(PRESETS) == {"paper", "cpu", "test-tiny"} and resolve_settings("cpu", {})["decoder"] == "smollm2"
     with pytest.raises(ValueError, match="rec_softmax=items"):
         tiny(RunContext(ctx.dataset, ctx.stats, "cpu", 0, ctx.cache_dir, {"loss": {"name": "acfl"}}))
+
+
+def test_prompt_positions_are_unicrs_only_so_switch_models_keep_their_config_hashes():
+    """`prompt_positions` is a setting of `unicrs`; the models on its backbone switch run the preset's value
+    and do not list it, so their stored configs (hybrid-backbone ones included) keep their hashes."""
+    import inspect
+
+    from plugins.dcrs.factory import build_dcrs
+    from plugins.lumicrs.model import build_lumicrs
+    from plugins.mscrs.model import build_mscrs
+    from plugins.unicrs.presets import PRESETS, signature
+
+    assert "prompt_positions" in signature([]).parameters
+    assert all(preset["prompt_positions"] == "real" for preset in PRESETS.values())
+    for factory in (build_lumicrs, build_mscrs, build_dcrs):
+        assert "prompt_positions" not in inspect.signature(factory).parameters, factory.__name__

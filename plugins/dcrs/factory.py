@@ -35,13 +35,13 @@ def build_dcrs(ctx: RunContext, backbone: str = "hybrid", **params: Any) -> Any:
 
 def _signature() -> inspect.Signature:
     """ctx, backbone, the hybrid DCRS's parameters, then the prompt-lm ones (UniCRS settings, default None)."""
-    from plugins.unicrs.presets import signature as unicrs_signature
+    from plugins.unicrs.presets import UNICRS_ONLY, signature as unicrs_signature
 
     from .model import DCRS
 
     head = list(inspect.signature(build_dcrs).parameters.values())[:2]
     hybrid = list(inspect.signature(DCRS).parameters.values())[1:]
-    seen = {p.name for p in head + hybrid}
+    seen = {p.name for p in head + hybrid} | set(UNICRS_ONLY)
     prompt = [p for p in unicrs_signature([]).parameters.values() if p.name not in seen]
     own = [inspect.Parameter("backbone_preset", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)]
     return inspect.Signature(head + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in hybrid + prompt + own])

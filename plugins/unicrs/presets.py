@@ -29,6 +29,9 @@ STAGE_NAMES = {"pretrain": "semantic-fusion pre-training", "conv": "conversation
                "rec": "recommendation prompt"}
 REC_SOFTMAX = ("entities", "items")
 PROMPT_POSITIONS = ("real", "padded")
+# settings of `unicrs` alone: the models built on it through the backbone switch (lumicrs, mscrs, dcrs) run
+# the preset's value and do not list them, so adding one never re-hashes their stored configs
+UNICRS_ONLY = ("prompt_positions",)
 
 # name -> (type, description); stage settings are added below for each stage
 MODEL_SETTINGS: dict[str, tuple[Any, str]] = {

@@ -35,9 +35,9 @@ def union_signature(head: list[inspect.Parameter], hybrid: list[inspect.Paramete
                     tail: list[inspect.Parameter]) -> inspect.Signature:
     """`head` (ctx, backbone), then every hybrid parameter, then every UniCRS setting the hybrid lacks (default
     None: the preset's value), all keyword-only, then `tail` (the parameter naming the UniCRS preset)."""
-    from .presets import signature as unicrs_signature
+    from .presets import UNICRS_ONLY, signature as unicrs_signature
 
-    seen = {p.name for p in head + hybrid + tail}
+    seen = {p.name for p in head + hybrid + tail} | set(UNICRS_ONLY)
     prompt = [p for p in unicrs_signature([]).parameters.values() if p.name not in seen]
     keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in hybrid + prompt]
     return inspect.Signature(head + keyword + tail)
