@@ -32,6 +32,17 @@ def code_version() -> dict[str, Any]:
             "git_dirty": bool(status) if status is not None else None}
 
 
+_PROCESS_CODE: list[dict[str, Any]] = []
+
+
+def process_code_version() -> dict[str, Any]:
+    """`code_version()` read once per process, at its first run: the code a process runs is what it imported
+    when it started, so a commit made while a long run trains must not relabel its record."""
+    if not _PROCESS_CODE:
+        _PROCESS_CODE.append(code_version())
+    return dict(_PROCESS_CODE[0])
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:

@@ -232,6 +232,7 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
                    seed=config["seed"], device=resolve_device(config["device"]), quiet=quiet, resume=resume,
                    components=components, metrics={**families["rec"], **families["conv"]})
     seeds = seed_everything(run.seed)
+    code = provenance.process_code_version()  # the checkout as this process loaded it, not as it is at the end
     from .distributed import initialise
 
     initialise(run.device)  # several processes (--processes, torchrun): join the process group
@@ -328,7 +329,7 @@ def _execute(config: dict[str, Any], plugins: Plugins, components: dict[str, Com
             "config_hash": digest,
             "config": config,
             "seeds": seeds,
-            "code": provenance.code_version(),
+            "code": code,
             "packages": provenance.package_versions(),
             "dataset": record_module.dataset_summary(dataset, run),
             "components": described,

@@ -106,3 +106,15 @@ def test_unmet_loss_requirement_fails_before_training(tmp_path):
                                                "model 'linear-context' does not provide it"):
         run(tmp_path, plugins, {"model": "linear-context", "loss": "needs-cos"})
     assert not (tmp_path / "results").exists()
+
+
+def test_the_code_version_is_read_once_per_process_at_its_first_run(monkeypatch):
+    """A commit made while a long run trains must not relabel its record: the checkout is read when the
+    process starts its first run, and every later record of the process says the same."""
+    from harness import provenance
+
+    states = iter([{"git_commit": "a" * 40, "git_dirty": False}, {"git_commit": "b" * 40, "git_dirty": True}])
+    monkeypatch.setattr(provenance, "code_version", lambda: next(states))
+    monkeypatch.setattr(provenance, "_PROCESS_CODE", [])
+    first, later = provenance.process_code_version(), provenance.process_code_version()
+    assert first == later == {"git_commit": "a" * 40, "git_dirty": False}
