@@ -411,6 +411,8 @@ def _family_text(name: str, identity: dict[str, Any]) -> str:
 def _samples_text(table: Table) -> str:
     """``256 test samples``; conversation tables: ``40 of 960 test responses (subset: ...)``."""
     samples = next((r.samples for r in table.rows if r.samples is not None), "?")
+    if table.splits == RESAMPLED:
+        return "each split's test samples (the splits keep the official dialogue counts, not sample counts)"
     if table.task != "conv":
         return f"{samples} test samples"
     facts = next((r.facts for r in table.rows if r.facts), {})

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..api.metrics import HIGHER, LOWER
-from ..leaderboard import LABEL_KINDS, Table, _family_text, render_json
+from ..leaderboard import LABEL_KINDS, Table, _family_text, _samples_text, render_json
 from ..results import write_atomic
 from . import collect, plots, svg
 from .collect import TIER_NAMES, TOP_K, Group, Items
@@ -541,12 +541,11 @@ def render_table(site: Site, tv: TableView, depth: int = 0) -> str:
         cells += [_number_cell(tv, row, metric, metric in extra) for metric in tv.columns + extra]
         body.append(f"<tr data-hash=\"{escape(row['config_hash'])}\" {data}>{''.join(cells)}</tr>")
     families = ", ".join(_family_text(name, tv.table.families[name]) for name in tv.table.family_order())
-    samples = next((r.samples for r in tv.table.rows if r.samples is not None), "?")
     key_text = f"; rows sorted by {escape(key)}" if key else ""
     table_key = (f"{tv.table.dataset}|{tv.table.fingerprint}|{tv.table.task}|{tv.table.setting}"
                  + ("|resampled" if tv.table.splits != "official" else ""))
-    html = [f"<p class=\"meta\">Dataset fingerprint <code>{escape(tv.table.fingerprint[:12])}</code> · {samples} test "
-            f"samples · metrics: {escape(families)}{key_text}</p>",
+    html = [f"<p class=\"meta\">Dataset fingerprint <code>{escape(tv.table.fingerprint[:12])}</code> · "
+            f"{escape(_samples_text(tv.table))} · metrics: {escape(families)}{key_text}</p>",
             f"<div class=\"scroll\"><table class=\"board\" data-table=\"{escape(table_key)}\">"
             f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"]
     if not rows:
