@@ -490,7 +490,8 @@ def render_json(tables: list[Table]) -> str:
     data = [{
         "dataset": t.dataset, "fingerprint": t.fingerprint, "task": t.task, "setting": t.setting,
         **({"splits": t.splits} if t.splits != OFFICIAL else {}), "metric_families": t.families,
-        "rows": [{**r.label, "config_hash": r.config_hash, "seeds": sorted(r.seeds), "counts": r.counts,
+        "rows": [{**r.label, "config_hash": r.config_hash, "n": _runs_text(r), "seeds": sorted(r.seeds),
+                  "counts": r.counts,
                   **({"splits": sorted(set(r.splits))} if any(r.splits) else {}),
                   "metrics": {m: {"mean": r.mean(m), "std": r.std(m)} for m in t.metrics if r.mean(m) is not None},
                   "tied_with_best": sorted(m for m, tied in t.ties_with_best.items() if i in tied)}

@@ -536,8 +536,10 @@ def render_table(site: Site, tv: TableView, depth: int = 0) -> str:
             if position == 0 and link:
                 value = f"<a href=\"{escape(link)}\" title=\"runs of this configuration\">{value}</a>"
             cells.append(f"<td class=\"label\" data-value=\"{escape(str(row.get(kind, '')))}\">{value}</td>")
-        cells.append(f"<td class=\"n\" data-value=\"{len(row['seeds'])}\" title=\"seeds {', '.join(map(str, row['seeds']))}\">"
-                     f"{len(row['seeds'])}</td>")
+        runs = f"seeds {', '.join(map(str, row['seeds']))}" + (f"; splits {', '.join(map(str, row['splits']))}"
+                                                                 if row.get("splits") else "")
+        cells.append(f"<td class=\"n\" data-value=\"{len(row['seeds'])}\" title=\"{runs}\">"
+                     f"{escape(row.get('n', str(len(row['seeds']))))}</td>")
         cells += [_number_cell(tv, row, metric, metric in extra) for metric in tv.columns + extra]
         body.append(f"<tr data-hash=\"{escape(row['config_hash'])}\" {data}>{''.join(cells)}</tr>")
     families = ", ".join(_family_text(name, tv.table.families[name]) for name in tv.table.family_order())
