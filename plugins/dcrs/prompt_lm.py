@@ -10,11 +10,13 @@ conversation model are not built on this backbone; `dcrs-lm` conditions the `lm`
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 from harness.api import RunContext
 from harness.data import RecSample, Split
 from plugins.unicrs.model import UniCRS
+from plugins.unicrs.presets import signature as unicrs_signature
 
 from .demonstrations import PRESETS, DemonstrationIndex, merge_entities, rec_pool, resolve_retriever
 
@@ -46,3 +48,7 @@ class DCRSPromptLM(UniCRS):
                 "injection": "demonstration context entities and label items appended to the context entities, "
                              "truncated to the last max_context_entities (retrieved ones kept)",
                 "demonstrations": self.index.describe(), "prompt_lm": UniCRS.describe(self)}
+
+
+# what the backbone switch passes this class: its own parameters, then every UniCRS setting
+DCRSPromptLM.__signature__ = unicrs_signature(list(inspect.signature(DCRSPromptLM.__init__).parameters.values())[1:-1])
