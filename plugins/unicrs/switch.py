@@ -1,4 +1,4 @@
-"""The backbone switch: one registered model (`lumicrs`, `mscrs`) on either backbone, ``hybrid`` (frozen sentence
+"""The backbone switch: one registered model (`lumicrs`, `mscrs`, `dcrs`) on either backbone, ``hybrid`` (frozen sentence
 vector + R-GCN, `plugins.models.hybrid`) or ``prompt-lm`` (UniCRS, `plugins.unicrs`).
 
 The registered factory has one *union* signature, so the harness can check every parameter's name and type up
