@@ -126,7 +126,8 @@ class StageTask:
     """What differs between stages: units, the step loss, the selection value (higher is better)."""
 
     units: list[Unit]
-    loss: Callable[[list[Unit]], tuple[torch.Tensor, int]]  # (mean loss of a chunk, what it averages over)
+    # (mean loss of a chunk, how many things it averages over: read only with several processes)
+    loss: Callable[[list[Unit]], tuple[torch.Tensor, "int | torch.Tensor"]]
     select: Callable[[], tuple[float, dict[str, Any]]]
     selection: str
     parameters: list[torch.nn.Parameter]
@@ -195,9 +196,9 @@ def conv_task(run: Any, model: Any, spec: StageSpec) -> StageTask:
         mean = _mean_over(model, valid, spec.batch_size, value)
         return -mean, {"valid_loss": mean, "valid_perplexity": math.exp(min(mean, 50.0))}
 
-    def loss(chunk: list[Unit]) -> tuple[torch.Tensor, int]:
+    def loss(chunk: list[Unit]) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = batch(chunk)
-        return model.conv_loss(inputs), int((inputs["targets"] != -100).sum())  # a mean over response tokens
+        return model.conv_loss(inputs), (inputs["targets"] != -100).sum()  # a mean over response tokens
 
     return StageTask(units, loss, select, "valid loss (lower is better)",
                      model.stage_parameters("conv"), len(valid), len(available))
@@ -303,7 +304,8 @@ def run_stage(run: Any, model: Any, stage: str, spec: StageSpec, epoch_offset: i
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=autocast):
                 loss, weight = task.loss(local) if local else (None, 0)
             if world.size > 1:  # this rank's share of the batch mean: its mean weighted by its share
-                share = weight / max(sum_value(float(weight), str(run.device)), 1.0)
+                mine = float(weight)  # read back only here: one process never synchronises for it
+                share = mine / max(sum_value(mine, str(run.device)), 1.0)
                 loss = None if loss is None else loss * share
             total += optimisation_step(loss, optimizer, scheduler, task.parameters, settings["grad_clip"],
                                        f"at stage {stage}, epoch {epoch}, step {state.steps}",
