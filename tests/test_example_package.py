@@ -140,7 +140,7 @@ def test_a_new_family_joins_the_committed_inspired_table(tmp_path, data_dir, mon
     shutil.copytree(REPO_ROOT / "benchmarks", tmp_path / "benchmarks")  # the leaderboard views name recipes
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
     committed = json.loads((results / "LEADERBOARD.json").read_text())
-    [run_dir] = results.glob("runs/inspired__popularity__ce__none__seed0__*")
+    run_dir = sorted(results.glob("runs/inspired__popularity__ce__none__seed0__*"))[0]  # any one committed run
     code = main(["rescore", str(run_dir), "--plugin", "crs_bench_example_plugin", "--data-dir", str(data_dir),
                  "--cache-dir", str(tmp_path / "cache")])
     assert code == 0
