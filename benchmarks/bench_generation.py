@@ -66,7 +66,7 @@ def measure(generator, split, samples, recommendations, modes: dict[str, tuple[i
     return wall, cpu, responses
 
 
-def prefill_seconds(generator, split, samples, recommendations, batch: int) -> float:
+def prefill_seconds(generator, prompts, batch: int) -> float:
     """Wall seconds of the prompts' prefill alone (one forward of the left-padded prompts, logits of the last
     position only), `batch` prompts at a time: the part of decoding that batching cannot make cheaper,
     since at batch 1 it is already a matrix product over the prompt's tokens."""
@@ -74,7 +74,6 @@ def prefill_seconds(generator, split, samples, recommendations, batch: int) -> f
 
     from plugins.generators.lm import left_pad, length_batches
 
-    prompts = generator.prompts(split, samples, [int(r[0]) for r in recommendations])
     generator.model.merge_adapter()
     try:
         start = time.perf_counter()
@@ -153,10 +152,11 @@ def main() -> None:
           f"{'OK' if ratio >= TARGET_RATIO else 'SLOW'}); the one-call row keeps finished rows in the batch")
     print(f"identical greedy responses batch 1 vs {args.batch}: {same:.0%}; mean response length {words:.1f} words")
     generator.model.eval()
-    prefill = {size: prefill_seconds(generator, split, samples, recommendations, size) for size in (1, args.batch)}
+    prompts = generator.prompts(split, samples, [int(r[0]) for r in recommendations])
+    prefill = {size: prefill_seconds(generator, prompts, size) for size in (1, args.batch)}
     rest = {size: wall[name] - prefill[size] for size, name in ((1, "batch 1"), (args.batch, f"batch {args.batch}"))}
     bound = wall["batch 1"] / prefill[args.batch]
-    print(f"prefill alone ({np.mean([len(p) for p in generator.prompts(split, samples, [int(r[0]) for r in recommendations])]):.0f}"
+    print(f"prefill alone ({np.mean([len(p) for p in prompts]):.0f}"
           f" prompt tokens on average): batch 1 {prefill[1]:.1f} s, batch {args.batch} {prefill[args.batch]:.1f} s "
           f"({prefill[1] / prefill[args.batch]:.2f}x); the rest (decode steps and their overhead): batch 1 {rest[1]:.1f} s, "
           f"batch {args.batch} {rest[args.batch]:.1f} s ({rest[1] / max(rest[args.batch], 1e-9):.2f}x). Even with free "

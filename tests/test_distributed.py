@@ -96,3 +96,15 @@ def test_gcrs_refuses_several_processes(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "model 'gcrs' trains on one process: run it with --processes 1" in done.stderr
     assert not list((tmp_path / "r").glob("runs/*/record.json"))
+
+
+def test_a_one_process_run_hands_plugin_stages_a_world_of_one_and_accelerate_state():
+    """What a plugin-owned stage receives outside --processes: rank 0 of 1, and Accelerate's process state."""
+    from pathlib import Path
+
+    from harness.api import RunState, World
+
+    run = RunState(config={}, config_hash="h", run_id="r", run_dir=Path("."), seed=0, device="cpu")
+    assert run.world == World(0, 1) and run.world.main
+    state = run.accelerator
+    assert state.num_processes == 1 and state.process_index == 0 and str(state.device) == "cpu"

@@ -318,3 +318,25 @@ def test_prompt_positions_are_unicrs_only_so_switch_models_keep_their_config_has
     assert all(preset["prompt_positions"] == "real" for preset in PRESETS.values())
     for factory in (build_lumicrs, build_mscrs, build_dcrs):
         assert "prompt_positions" not in inspect.signature(factory).parameters, factory.__name__
+
+
+@pytest.mark.parametrize("positions, independent", [("real", True), ("padded", False)])
+def test_a_contexts_representation_does_not_depend_on_its_batch(ctx, positions, independent):
+    """The deep prompt is padded to the batch's most entities; the decoder numbers a context's tokens after
+    its own prompt positions (`prompt_positions: real`), so the first 8 contexts of a batch of 16 get the
+    representation they get alone. The old numbering, after the padded length, did not (the bug fixed)."""
+    from plugins.unicrs.stages import rec_units
+
+    model = tiny(ctx, train_backbones=False, prompt_positions=positions).eval()  # no dropout: exact states
+    train = ctx.dataset.splits["train"]
+    units = rec_units(train, train.rec_samples)
+    counts = [len(u.entities) for u in units]
+    # 8 contexts with few entities, then 8 with more, so the batch of 16 pads the first 8's prompts
+    few = [u for u, n in zip(units, counts) if 0 < n <= 2][:8]
+    many = [u for u, n in zip(units, counts) if n >= 4][:8]
+    assert len(few) == 8 and len(many) == 8
+    model.ensure_texts([u.turns for u in few + many])
+    with torch.no_grad():
+        alone = model.represent(model.rec_inputs(few), use_prefix=False)
+        batched = model.represent(model.rec_inputs(few + many), use_prefix=False)[:8]
+    assert torch.allclose(alone, batched, atol=1e-5) == independent

