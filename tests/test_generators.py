@@ -302,11 +302,13 @@ def test_segmented_decoding_drops_finished_rows_and_keeps_the_greedy_tokens(plug
 
 
 def test_continuous_batching_refills_finished_slots_and_decodes_each_prompt_as_alone(plugins, small, tmp_path,
-                                                                                     tiny_tokenizer):
+                                                                                     tiny_tokenizer, monkeypatch):
+    from plugins.generators import refill
     from plugins.generators.lm import left_pad
 
+    # large random weights make the greedy tokens sensitive to what each row attends to (padding would show)
     generator = _lm(small, plugins, tmp_path, tiny_tokenizer, epochs=0, max_new_tokens=12, generate_batch_size=3,
-                    segment_tokens=2)
+                    segment_tokens=2, config={**TINY_LLAMA, "initializer_range": 0.5})
     generator.load()
     generator.model.eval()
     test = small.splits["test"]
@@ -315,19 +317,30 @@ def test_continuous_batching_refills_finished_slots_and_decodes_each_prompt_as_a
     assert len({len(p) for p in prompts}) > 2  # joined rows really are padded against each other
     config = generator._generation_config()
     generator.decoding["segment_tokens"] = 0
-    probe = generator._decode(*left_pad(prompts, generator.pad_id)[:2], config)
-    config.eos_token_id = int(np.bincount(np.array(probe).ravel()).argmax())  # rows now end at different steps
-    alone = [generator._decode(*left_pad([p], generator.pad_id)[:2], config)[0] for p in prompts]
+
+    def each_alone():
+        return [generator._decode(*left_pad([p], generator.pad_id)[:2], config)[0] for p in prompts]
+
+    free = each_alone()
+    # the end token: the emitted token whose first appearance varies most over the prompts, so rows end apart
+    config.eos_token_id = max(sorted({t for row in free for t in row}), key=lambda token: len(
+        {row.index(token) if token in row else len(row) for row in free}))
+    alone = each_alone()
     sizes = count_batch_rows(generator)
     generator.decoding["segment_tokens"] = 2
+    joins, join = [], refill.join
+    monkeypatch.setattr(refill, "join", lambda running, new, pad: joins.append(len(new)) or join(running, new, pad))
     joined = generator._decode_all(prompts, config)
 
-    assert len({len(t) for t in joined}) > 1 and max(sizes) == 3
+    def ended(tokens):  # up to the end token: a row that ends inside a segment is padded to the segment's end
+        eos = config.eos_token_id
+        return tokens[:tokens.index(eos) + 1] if eos in tokens else tokens
+
+    assert len({len(ended(t)) for t in joined}) > 2 and max(sizes) == 3
     assert len(sizes) < sum(-(-len(t) // 2) for t in joined)  # rows shared segments
-    assert sizes.count(3) > -(-10 // 3)  # slots were refilled: more full segments than full batch-by-batch ones
-    for one, refilled in zip(alone, joined):  # each prompt decodes the tokens it decodes alone
-        assert one[:len(refilled)] == refilled and set(one[len(refilled):]) <= {generator.pad_id}
-    assert all(t[-1] == config.eos_token_id or len(t) == 12 for t in joined)
+    assert joins and sum(joins) == 10 - 3  # every prompt after the first 3 joined a running batch
+    assert [ended(t) for t in joined] == [ended(t) for t in alone]  # each prompt decodes as it does alone
+    assert all(config.eos_token_id in t or len(t) == 12 for t in joined)
 
 
 def test_no_repeat_ngram_counts_each_rows_response_from_its_own_start():
